@@ -1,0 +1,51 @@
+# bitswarm — two commands matter: `make deploy BOARD=pynq-z2` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BOARD ?= pynq-z2
+MODEL ?= tfc
+# Data directory: ../shared/datasets when it exists; override with DATA_DIR=...
+DATA_DIR ?= $(if $(wildcard ../shared/datasets),$(abspath ../shared/datasets),)
+export BITSWARM_DATA_DIR := $(DATA_DIR)
+STAMP := $(VENV)/.bitswarm-installed
+
+.PHONY: install test test-fast lint train search deploy report bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints/overrides.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (bitswarm needs Python 3.11)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install --python $(PY) --find-links /opt/wheels \
+	  --index-strategy unsafe-best-match --override constraints/overrides.txt \
+	  "torch==2.13.0+cpu" -e ".[dev]"
+	touch $@
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow and not finn and not tvm"
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+train: install
+	$(PY) -m bitswarm train --model $(MODEL) --board $(BOARD)
+
+search: install
+	$(PY) -m bitswarm search --model $(MODEL) --board $(BOARD)
+
+deploy: install
+	$(PY) -m bitswarm train --model $(MODEL) --board $(BOARD)
+
+report: install
+	$(PY) -m bitswarm report $(RUN)
+
+bench: install
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf runs deploy .pytest_cache

@@ -1,0 +1,3 @@
+from bitswarm.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""Board configurations: one YAML per board in ``board_configs/``, validated on load.
+
+Every problem is reported as one line naming the file, the field and what is allowed.
+Quantities carry units (``clock: 100 MHz``, ``memory: 512 MB``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bitswarm.errors import ConfigError
+from bitswarm.models.bitconfig import ALL_BITS
+
+RESOURCES = ("lut", "ff", "bram18", "dsp", "uram")
+SHELLS = ("vivado_zynq", "vitis_alveo")
+_UNITS = {
+    "frequency": {"Hz": 1e-6, "kHz": 1e-3, "MHz": 1.0, "GHz": 1e3},  # -> MHz
+    "memory": {"KB": 1 / 1024, "MB": 1.0, "GB": 1024.0, "KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0},
+}
+
+
+@dataclass(frozen=True)
+class FpgaSpec:
+    part: str
+    finn_board: str
+    shell: str
+    clock_mhz: float
+    resources: dict[str, int]
+    finn_limits: dict[str, float]
+
+    @property
+    def clock_period_ns(self) -> float:
+        return 1000.0 / self.clock_mhz
+
+    def limit(self, resource: str) -> float:
+        """The FINN utilisation limit of ``resource`` in absolute units."""
+        return self.resources[resource] * self.finn_limits[resource]
+
+
+@dataclass(frozen=True)
+class CpuSpec:
+    description: str
+    cores: int
+    clock_mhz: float
+    memory_mb: float
+    tvm_target: dict[str, Any]
+    cross_compiler: str = ""
+
+
+@dataclass(frozen=True)
+class SshSpec:
+    host: str = ""
+    port: int = 22
+    user: str = ""
+    key_file: str = ""
+    known_hosts: str = ""
+    workdir: str = ""
+
+
+@dataclass(frozen=True)
+class RpcSpec:
+    host: str = ""
+    port: int = 9090
+    start_local: bool = False
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    description: str
+    source: str
+    cpu: CpuSpec
+    bit_candidates: tuple[int, ...]
+    fpga: FpgaSpec | None = None
+    ssh: SshSpec = field(default_factory=SshSpec)
+    rpc: RpcSpec = field(default_factory=RpcSpec)
+
+
+def _quantity(src: str, fld: str, value: Any, kind: str) -> float:
+    units = _UNITS[kind]
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]+)\s*", str(value))
+    if not m or m.group(2) not in units:
+        raise ConfigError(src, fld, f"{value!r} is not a {kind} with a unit",
+                          "a number followed by one of " + ", ".join(units))
+    return float(m.group(1)) * units[m.group(2)]
+
+
+class _Reader:
+    """Reads one mapping, remembering which keys were used so unknown keys are reported."""
+
+    def __init__(self, src: str, prefix: str, data: Any):
+        if not isinstance(data, dict):
+            raise ConfigError(src, prefix or "<top>", f"must be a mapping, got {type(data).__name__}")
+        self.src, self.prefix, self.data = src, prefix, data
+
+    def path(self, key: str) -> str:
+        return f"{self.prefix}.{key}" if self.prefix else key
+
+    def get(self, key: str, typ: type | tuple, default: Any = ...):
+        if key not in self.data:
+            if default is ...:
+                raise ConfigError(self.src, self.path(key), "missing (required)")
+            return default
+        value = self.data[key]
+        if not isinstance(value, typ) or isinstance(value, bool) and typ is not bool:
+            names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+            raise ConfigError(self.src, self.path(key), f"{value!r} has the wrong type", names)
+        return value
+
+    def sub(self, key: str, required: bool = True) -> _Reader | None:
+        if key not in self.data and not required:
+            return None
+        return _Reader(self.src, self.path(key), self.get(key, dict))
+
+    def check_keys(self, allowed: tuple[str, ...]) -> None:
+        unknown = [k for k in self.data if k not in allowed]
+        if unknown:
+            raise ConfigError(self.src, self.path(unknown[0]), "unknown key", ", ".join(allowed))
+
+
+def _fpga(r: _Reader) -> FpgaSpec:
+    r.check_keys(("part", "finn_board", "shell", "clock", "resources", "finn_limits"))
+    shell = r.get("shell", str)
+    if shell not in SHELLS:
+        raise ConfigError(r.src, r.path("shell"), f"unknown shell {shell!r}", ", ".join(SHELLS))
+    res, lim = r.sub("resources"), r.sub("finn_limits")
+    res.check_keys(RESOURCES)
+    lim.check_keys(RESOURCES)
+    resources_ = {k: res.get(k, int) for k in RESOURCES}
+    limits = {k: float(lim.get(k, (int, float))) for k in RESOURCES}
+    for k, v in limits.items():
+        if not 0 < v <= 1:
+            raise ConfigError(r.src, lim.path(k), f"{v} is not a fraction", "0 < limit <= 1")
+    return FpgaSpec(r.get("part", str), r.get("finn_board", str), shell,
+                    _quantity(r.src, r.path("clock"), r.get("clock", str), "frequency"), resources_, limits)
+
+
+def _cpu(r: _Reader) -> CpuSpec:
+    r.check_keys(("description", "cores", "clock", "memory", "tvm_target", "cross_compiler"))
+    target = r.get("tvm_target", dict)
+    if "kind" not in target:
+        raise ConfigError(r.src, r.path("tvm_target.kind"), "missing (required)", "llvm, cuda")
+    return CpuSpec(r.get("description", str), r.get("cores", int),
+                   _quantity(r.src, r.path("clock"), r.get("clock", str), "frequency"),
+                   _quantity(r.src, r.path("memory"), r.get("memory", str), "memory"),
+                   target, r.get("cross_compiler", str, ""))
+
+
+def load_board_file(path: str | Path) -> Board:
+    path = Path(path)
+    src = str(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ConfigError(src, "-", f"cannot read ({e.strerror})") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(src, "-", f"not valid YAML: {e}") from e
+    r = _Reader(src, "", data)
+    r.check_keys(("name", "description", "fpga", "cpu", "search", "ssh", "rpc"))
+    name = r.get("name", str)
+    if name != path.stem:
+        raise ConfigError(src, "name", f"{name!r} differs from the file name", repr(path.stem))
+    search = r.sub("search")
+    search.check_keys(("bit_candidates",))
+    cands = search.get("bit_candidates", list)
+    bad = [c for c in cands if c not in ALL_BITS]
+    if bad or not cands:
+        raise ConfigError(src, "search.bit_candidates", f"bad bit-widths {bad or cands}",
+                          ", ".join(map(str, ALL_BITS)))
+    ssh, rpc = r.sub("ssh", required=False), r.sub("rpc", required=False)
+    if ssh:
+        ssh.check_keys(tuple(SshSpec.__dataclass_fields__))
+    if rpc:
+        rpc.check_keys(tuple(RpcSpec.__dataclass_fields__))
+    fpga = r.sub("fpga", required=False)
+    return Board(
+        name=name, description=r.get("description", str), source=src, cpu=_cpu(r.sub("cpu")),
+        bit_candidates=tuple(sorted(cands)), fpga=_fpga(fpga) if fpga else None,
+        ssh=SshSpec(**ssh.data) if ssh else SshSpec(), rpc=RpcSpec(**rpc.data) if rpc else RpcSpec(),
+    )
+
+
+def board_dir() -> Path:
+    return Path(str(resources.files("bitswarm.board_configs")))
+
+
+def list_boards() -> list[str]:
+    return sorted(p.stem for p in board_dir().glob("*.yaml"))
+
+
+def load_board(name_or_path: str) -> Board:
+    """A board by name (``pynq-z2``) or by the path of a YAML file."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return load_board_file(p)
+    path = board_dir() / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise ConfigError("--board", "board", f"unknown board {name_or_path!r}", ", ".join(list_boards()))
+    return load_board_file(path)

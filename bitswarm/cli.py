@@ -1,0 +1,35 @@
+"""The ``bitswarm`` command line: one subcommand per job, each with real ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from bitswarm import commands
+from bitswarm.errors import BitswarmError
+
+EPILOG = "Docs: README.md and docs/ARCHITECTURE.md. Data dir default: $BITSWARM_DATA_DIR (Makefile)."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bitswarm", description=(
+        "Per-layer mixed-precision search for CNNs on FPGAs (FINN) and edge CPUs (TVM)."), epilog=EPILOG)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda i: i.name):
+        importlib.import_module(f"bitswarm.commands.{info.name}").register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except BitswarmError as e:
+        print(f"bitswarm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bitswarm: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,109 @@
+"""`bitswarm boards`, `bitswarm models` and `bitswarm train`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def add_common(p: argparse.ArgumentParser, board_default: str = "pynq-z2") -> None:
+    """Options shared by every command that trains or evaluates a model."""
+    p.add_argument("--model", default="tfc", help="zoo model name (see `bitswarm models`); default tfc")
+    p.add_argument("--board", default=board_default, help=f"board name or YAML path; default {board_default}")
+    p.add_argument("--data-dir", default=None,
+                   help="dataset directory in the standard layout (default: the Makefile's "
+                        "../shared/datasets, else a checksum-verified download)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+
+
+def cmd_boards(args) -> int:
+    from bitswarm.boards import list_boards, load_board
+
+    print(f"{'board':<9} {'FPGA part':<22} {'LUT':>7} {'FF':>7} {'BRAM18':>6} {'DSP':>5} {'URAM':>4} "
+          f"{'clock':>8}  CPU")
+    for name in list_boards():
+        b = load_board(name)
+        f = b.fpga
+        fpga = (f"{f.part:<22} {f.resources['lut']:>7,} {f.resources['ff']:>7,} {f.resources['bram18']:>6} "
+                f"{f.resources['dsp']:>5} {f.resources['uram']:>4} {f.clock_mhz:>5.0f}MHz" if f
+                else f"{'(no FPGA)':<22} {'':>7} {'':>7} {'':>6} {'':>5} {'':>4} {'':>8}")
+        print(f"{name:<9} {fpga}  {b.cpu.description} @ {b.cpu.clock_mhz:.0f} MHz, "
+              f"{b.cpu.memory_mb:.0f} MB")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from bitswarm.models import ZOO
+
+    print(f"{'model':<12} {'dataset':<8} {'layers':>6} {'MMACs':>8} {'params':>9}  description")
+    for name, e in ZOO.items():
+        macs = sum(s.macs for s in e.specs) / 1e6
+        params = sum(s.params for s in e.specs)
+        print(f"{name:<12} {e.dataset:<8} {len(e.specs):>6} {macs:>8.2f} {params:>9,}  {e.description}")
+    if args.layers:
+        e = ZOO[args.layers]
+        d = e.default_bits()
+        print(f"\nlayers of {args.layers} (default bits; 32 = float):")
+        for s in e.specs:
+            b = d[s.name]
+            print(f"  {s.name:<22} {s.kind:<6} w={b.w!s:<4} a={b.a!s:<4} MACs={s.macs:,}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from bitswarm.boards import load_board
+    from bitswarm.env import read_environment
+    from bitswarm.models import get_model
+    from bitswarm.train import evaluate
+    from bitswarm.workflow import (
+        FP_RECIPES,
+        QAT_RECIPES,
+        finetune_quantized,
+        get_data,
+        parse_bits,
+        scaled,
+        set_threads,
+        train_float,
+    )
+
+    set_threads(args.threads)
+    env = read_environment()
+    entry = get_model(args.model)
+    board = load_board(args.board)
+    bits = parse_bits(args.bits, entry, board.bit_candidates + (32,))
+    data = get_data(entry.dataset, args.data_dir, env)
+    print(f"data: {data.note}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)}")
+    t0 = time.time()
+    fp = train_float(entry, data, args.seed, scaled(FP_RECIPES[entry.dataset], args.fp_epochs), env)
+    print(f"{entry.name} float: val {fp.val_acc:.2%}  test {evaluate(fp.model, data.test):.2%}  "
+          f"({time.time() - t0:.0f} s)")
+    if args.bits == "fp":
+        return 0
+    t1 = time.time()
+    q = finetune_quantized(entry, bits, data, args.seed, scaled(QAT_RECIPES[entry.dataset], args.epochs),
+                           fp, env)
+    print(f"{entry.name} [{bits.short()}]: val {q.val_acc:.2%}  test {evaluate(q.model, data.test):.2%}  "
+          f"({time.time() - t1:.0f} s)")
+    print(f"checkpoint: {q.ckpt_dir}")
+    return 0
+
+
+def register(sub) -> None:
+    sp = sub.add_parser("boards", help="list board configurations and their capacities")
+    sp.set_defaults(fn=cmd_boards)
+
+    sp = sub.add_parser("models", help="list the model zoo")
+    sp.add_argument("--layers", metavar="MODEL", help="also list MODEL's layers and default bits")
+    sp.set_defaults(fn=cmd_models)
+
+    sp = sub.add_parser("train", help="train float, then quantization-aware fine-tune a bit config",
+                        description="Train the float model (cached), then fine-tune the quantized model "
+                                    "with the given bits; prints validation and held-out test accuracy.")
+    add_common(sp)
+    sp.add_argument("--bits", default="default",
+                    help="bit config: 'default' (documented edges, 4 bits inside), 'fp', 'wXaY' "
+                         "(uniform, e.g. w2a2) or a YAML/JSON file")
+    sp.add_argument("--fp-epochs", type=int, default=None, help="float training epochs")
+    sp.add_argument("--epochs", type=int, default=None, help="quantization-aware fine-tune epochs")
+    sp.set_defaults(fn=cmd_train)

@@ -1,0 +1,127 @@
+"""Float training and quantization-aware fine-tuning, cached and resumable.
+
+A run is identified by (model, bit config, data, seed, recipe, initial weights). Its
+checkpoint directory holds ``state.pt`` (rewritten atomically after every epoch, so an
+interrupted run resumes from the last finished epoch) and ``final.pt`` when done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from bitswarm.data import Dataset, Split, normalize
+
+
+@dataclass(frozen=True)
+class Recipe:
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 128
+    weight_decay: float = 0.0
+    augment: bool = False  # random crop (pad 4) + horizontal flip, for CIFAR
+    max_train: int | None = None  # use only the first N training samples (searches)
+
+    def key(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def set_seed(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    n, _, h, w = x.shape
+    padded = nn.functional.pad(x, (4, 4, 4, 4))
+    dx, dy = torch.randint(0, 9, (2,), generator=g).tolist()
+    x = padded[:, :, dy:dy + h, dx:dx + w]
+    flip = torch.rand(n, generator=g) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> float:
+    """Top-1 accuracy (0..1) on ``split``."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(split), batch_size):
+        out = model(normalize(split.x[i:i + batch_size]))
+        correct += int((out.argmax(1) == split.y[i:i + batch_size]).sum())
+    return correct / max(1, len(split))
+
+
+def run_key(model_name: str, bits_key: str, data: Dataset, seed: int, recipe: Recipe, init: str) -> str:
+    blob = json.dumps([model_name, bits_key, data.name, data.fingerprint, seed, recipe.key(), init])
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def train(model: nn.Module, data: Dataset, recipe: Recipe, seed: int, ckpt_dir: Path | None = None,
+          progress: bool = True, desc: str = "train") -> nn.Module:
+    """Train ``model`` on ``data.train`` (cached in ``ckpt_dir`` when given). Returns the model."""
+    final = ckpt_dir / "final.pt" if ckpt_dir else None
+    if final is not None and final.exists():
+        model.load_state_dict(torch.load(final, weights_only=True))
+        return model.eval()
+    g = set_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, recipe.epochs))
+    start = 0
+    state_path = ckpt_dir / "state.pt" if ckpt_dir else None
+    if state_path is not None and state_path.exists():
+        st = torch.load(state_path, weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        g.set_state(st["rng"])
+        start = st["epoch"]
+    tr = data.train.subset(recipe.max_train)
+    loss_fn = nn.CrossEntropyLoss()
+    steps = (len(tr) + recipe.batch_size - 1) // recipe.batch_size
+    bar = tqdm(total=steps * (recipe.epochs - start), desc=desc, disable=None if progress else True,
+               leave=False, mininterval=1.0,
+               unit="batch")
+    for epoch in range(start, recipe.epochs):
+        model.train()
+        perm = torch.randperm(len(tr), generator=g)
+        for i in range(0, len(tr), recipe.batch_size):
+            idx = perm[i:i + recipe.batch_size]
+            x = tr.x[idx]
+            if recipe.augment:
+                x = _augment(x, g)
+            loss = loss_fn(model(normalize(x)), tr.y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+        sched.step()
+        if state_path is not None:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+            _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(),
+                          "sched": sched.state_dict(), "rng": g.get_state(), "epoch": epoch + 1},
+                         state_path)
+    bar.close()
+    if final is not None:
+        _save_atomic(model.state_dict(), final)
+        state_path.unlink(missing_ok=True)
+    return model.eval()
+
+
+def load_float_weights(qmodel: nn.Module, state: dict) -> None:
+    """Initialise a quantized model from float weights (quantizer parameters start fresh)."""
+    own = qmodel.state_dict()
+    compatible = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    qmodel.load_state_dict(compatible, strict=False)

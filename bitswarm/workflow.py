@@ -1,0 +1,88 @@
+"""Shared steps of the commands: load data, train float, fine-tune quantized, cached."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from bitswarm.data import Dataset, load_dataset, resolve_data_dir
+from bitswarm.env import Environment
+from bitswarm.errors import ConfigError
+from bitswarm.models import BitConfig, ZooEntry
+from bitswarm.train import Recipe, evaluate, load_float_weights, run_key, train
+
+FP_RECIPES = {"mnist": Recipe(epochs=10, lr=2e-3, batch_size=128),
+              "cifar10": Recipe(epochs=30, lr=2e-3, batch_size=128, weight_decay=5e-4, augment=True)}
+QAT_RECIPES = {"mnist": Recipe(epochs=10, lr=1e-3, batch_size=128),
+               "cifar10": Recipe(epochs=15, lr=1e-3, batch_size=128, weight_decay=5e-4, augment=True)}
+
+
+def parse_bits(spec: str, entry: ZooEntry, candidates) -> BitConfig:
+    """``default``, ``fp``, ``wXaY`` (uniform everywhere) or a YAML/JSON file."""
+    m = re.fullmatch(r"w(\d+)a(\d+)", spec.lower())
+    if spec == "default":
+        bits = entry.default_bits()
+    elif spec == "fp":
+        bits = entry.uniform_bits(32, 32)
+    elif m:
+        bits = entry.uniform_bits(int(m.group(1)), int(m.group(2)))
+    elif Path(spec).suffix in (".yaml", ".yml", ".json"):
+        return BitConfig.load(spec).validate(entry.specs, candidates, source=spec)
+    else:
+        raise ConfigError("--bits", "bits", f"cannot read {spec!r}", "default, fp, wXaY, or a .yaml/.json file")
+    return bits.validate(entry.specs, candidates, source="--bits")
+
+
+def get_data(entry_dataset: str, data_dir: str | None, env: Environment) -> Dataset:
+    d = resolve_data_dir(data_dir, env.data_dir, env.cache_dir, entry_dataset)
+    return load_dataset(entry_dataset, d)
+
+
+@dataclass(frozen=True)
+class Trained:
+    model: nn.Module
+    bits: BitConfig
+    val_acc: float
+    ckpt_dir: Path
+
+
+def train_float(entry: ZooEntry, data: Dataset, seed: int, recipe: Recipe, env: Environment,
+                progress: bool = True) -> Trained:
+    bits = entry.uniform_bits(32, 32)
+    key = run_key(entry.name, bits.key(), data, seed, recipe, init="scratch")
+    ckpt = env.cache_dir / "checkpoints" / f"{entry.name}-fp-{key}"
+    torch.manual_seed(seed)
+    model = train(entry.build(bits), data, recipe, seed, ckpt, progress, desc=f"{entry.name} fp")
+    return Trained(model, bits, evaluate(model, data.val), ckpt)
+
+
+def finetune_quantized(entry: ZooEntry, bits: BitConfig, data: Dataset, seed: int, recipe: Recipe,
+                       fp: Trained, env: Environment | None, progress: bool = True) -> Trained:
+    """QAT from the float weights; cached on disk when ``env`` is given."""
+    torch.manual_seed(seed)
+    model = entry.build(bits)
+    load_float_weights(model, fp.model.state_dict())
+    ckpt = None
+    if env is not None:
+        key = run_key(entry.name, bits.key(), data, seed, recipe, init=fp.ckpt_dir.name)
+        ckpt = env.cache_dir / "checkpoints" / f"{entry.name}-q-{key}"
+    model = train(model, data, recipe, seed, ckpt, progress, desc=f"{entry.name} qat")
+    return Trained(model, bits, evaluate(model, data.val), ckpt or fp.ckpt_dir)
+
+
+def scaled(recipe: Recipe, epochs: int | None = None, max_train: int | None = None) -> Recipe:
+    changes = {}
+    if epochs is not None:
+        changes["epochs"] = epochs
+    if max_train is not None:
+        changes["max_train"] = max_train
+    return replace(recipe, **changes)
+
+
+def set_threads(n: int | None) -> None:
+    if n:
+        torch.set_num_threads(n)

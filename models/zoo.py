@@ -1,0 +1,103 @@
+"""The model zoo: name -> how to build it, its layers, dataset and default bits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import cache
+
+import torch
+from bitswarm.models.bitconfig import BitConfig, LayerSpec
+from bitswarm.models.cnv import CNV, cnv_specs
+from bitswarm.models.mobilenetv2 import MobileNetV2Cifar, mobilenetv2_specs
+from bitswarm.models.resnet import ResNetCifar, resnet_specs
+from bitswarm.models.tfc import TFC, tfc_specs
+from torch import nn
+
+from bitswarm.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    name: str
+    description: str
+    dataset: str
+    input_shape: tuple[int, ...]  # (C, H, W) without batch
+    build_fn: Callable[[BitConfig], nn.Module]
+    specs_fn: Callable[[], list[LayerSpec]]
+    first_last_bits: tuple[int, int, int]  # (input act bits, first-layer w bits, last-layer w bits)
+
+    @property
+    def specs(self) -> tuple[LayerSpec, ...]:
+        return layer_profile(self.name)
+
+    def build(self, bits: BitConfig | None = None) -> nn.Module:
+        bits = bits if bits is not None else self.default_bits()
+        bits.validate(self.specs, source=f"bit config for {self.name}")
+        return self.build_fn(bits)
+
+    def uniform_bits(self, w: int, a: int, keep_first_last: bool = False) -> BitConfig:
+        """Uniform ``w``/``a`` bits; with ``keep_first_last`` the documented edge defaults stay."""
+        overrides = {}
+        if keep_first_last:
+            overrides = self._edge_overrides(w, a)
+        return BitConfig.uniform(self.specs, w, a, **overrides)
+
+    def default_bits(self) -> BitConfig:
+        """Documented default: 4-bit weights and activations, edges as ``first_last_bits``."""
+        return self.uniform_bits(4, 4, keep_first_last=True)
+
+    def _edge_overrides(self, w: int, a: int) -> dict[str, tuple[int, int]]:
+        in_a, first_w, last_w = self.first_last_bits
+        specs = self.specs
+        weighted = [s for s in specs if s.has_weight]
+        return {specs[0].name: (w, in_a), weighted[0].name: (first_w, a), weighted[-1].name: (last_w, a)}
+
+
+ZOO: dict[str, ZooEntry] = {
+    e.name: e
+    for e in (
+        ZooEntry("tfc", "FINN TFC: MLP 784-64-64-64-10", "mnist", (1, 28, 28), TFC, tfc_specs, (2, 8, 8)),
+        ZooEntry("cnv", "FINN CNV: 6 conv + 3 fc, VGG-like", "cifar10", (3, 32, 32), CNV, cnv_specs, (8, 8, 8)),
+        *(
+            ZooEntry(f"resnet{d}", f"ResNet-{d} for CIFAR", "cifar10", (3, 32, 32),
+                     (lambda b, d=d: ResNetCifar(b, depth=d)), (lambda d=d: resnet_specs(d)), (8, 8, 8))
+            for d in (20, 32, 56)
+        ),
+        ZooEntry("mobilenetv2", "MobileNetV2 for 32x32 input", "cifar10", (3, 32, 32),
+                 MobileNetV2Cifar, mobilenetv2_specs, (8, 8, 8)),
+    )
+}
+
+
+def get_model(name: str) -> ZooEntry:
+    try:
+        return ZOO[name]
+    except KeyError:
+        raise ConfigError("--model", "model", f"unknown model '{name}'", ", ".join(ZOO)) from None
+
+
+@cache
+def layer_profile(name: str) -> tuple[LayerSpec, ...]:
+    """The model's layer specs with MACs and parameter counts measured by a forward pass."""
+    entry = ZOO[name]
+    specs = entry.specs_fn()
+    model = entry.build_fn(BitConfig.uniform(specs, 32, 32)).eval()
+    macs: dict[str, tuple[int, int]] = {}
+
+    def hook(mod_name):
+        def fn(mod, inp, out):
+            w = mod.weight
+            per_out = w[0].numel()  # MACs per output element
+            out_elems = out.numel() if isinstance(mod, nn.Linear) else out[0].numel()
+            macs[mod_name] = (int(out_elems * per_out), int(w.numel()))
+        return fn
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
+               if isinstance(m, nn.Conv2d | nn.Linear)]
+    with torch.no_grad():
+        model(torch.zeros(1, *entry.input_shape))
+    for h in handles:
+        h.remove()
+    return tuple(replace(s, macs=macs.get(s.name, (0, 0))[0], params=macs.get(s.name, (0, 0))[1])
+                 for s in specs)

@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+import bitswarm.train as T
+from bitswarm.data import load_dataset
+from bitswarm.models import get_model
+from bitswarm.train import Recipe, evaluate, load_float_weights, train
+
+
+def test_tfc_learns_and_qat_keeps_it(tiny_mnist_dir):
+    data = load_dataset("mnist", tiny_mnist_dir)
+    e = get_model("tfc")
+    fp = train(e.build(e.uniform_bits(32, 32)), data, Recipe(epochs=2, lr=3e-3), seed=0, progress=False)
+    assert evaluate(fp, data.test) > 0.9
+    q = e.build(e.uniform_bits(2, 2))
+    load_float_weights(q, fp.state_dict())
+    q = train(q, data, Recipe(epochs=1, lr=1e-3), seed=0, progress=False)
+    assert evaluate(q, data.test) > 0.8
+
+
+def test_interrupted_training_resumes_to_same_weights(tiny_mnist_dir, tmp_path, monkeypatch):
+    data = load_dataset("mnist", tiny_mnist_dir)
+    e = get_model("tfc")
+    r = Recipe(epochs=3, lr=1e-3, batch_size=4)  # > 300 steps: Brevitas' scale statistics are done
+    build = lambda: (torch.manual_seed(1), e.build(e.uniform_bits(4, 4)))[1]
+    ref = train(build(), data, r, seed=1, ckpt_dir=tmp_path / "a", progress=False)
+
+    real_save, calls = T._save_atomic, []
+
+    def save_then_die(obj, path):
+        real_save(obj, path)
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed right after epoch 2 was checkpointed
+
+    monkeypatch.setattr(T, "_save_atomic", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(build(), data, r, seed=1, ckpt_dir=tmp_path / "b", progress=False)
+    monkeypatch.setattr(T, "_save_atomic", real_save)
+    assert torch.load(tmp_path / "b" / "state.pt", weights_only=False)["epoch"] == 2
+    starts = []
+    real_tqdm = T.tqdm
+    monkeypatch.setattr(T, "tqdm", lambda total, **kw: (starts.append(total), real_tqdm(total=total, **kw))[1])
+    resumed = train(build(), data, r, seed=1, ckpt_dir=tmp_path / "b", progress=False)
+    assert starts == [250]  # only the third epoch (250 batches of 4) was run again
+    assert (tmp_path / "b" / "final.pt").exists() and not (tmp_path / "b" / "state.pt").exists()
+    assert evaluate(resumed, data.test) > 0.5 and evaluate(ref, data.test) > 0.5
+    # a finished run is served from its checkpoint
+    again = train(e.build(e.uniform_bits(4, 4)), data, r, seed=1, ckpt_dir=tmp_path / "b", progress=False)
+    assert torch.equal(again.fc0.weight, resumed.fc0.weight)
