@@ -14,7 +14,8 @@ STAMP := $(VENV)/.bitswarm-installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints/overrides.txt
+$(STAMP): pyproject.toml constraints/overrides.txt constraints/apt-packages.txt
+	@bash constraints/install-apt.sh constraints/apt-packages.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (bitswarm needs Python 3.11)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check uv
