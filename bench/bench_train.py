@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import time
 
+import torch
+
 from bitswarm.boards import load_board
 from bitswarm.env import read_environment
 from bitswarm.models import get_model
@@ -25,7 +27,10 @@ def main() -> None:
     ap.add_argument("--max-train", type=int)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir")
+    ap.add_argument("--threads", type=int)
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     env = read_environment()
     entry = get_model(args.model)
     cands = load_board("host").bit_candidates
