@@ -59,7 +59,11 @@ class Dataset:
 
     @property
     def num_classes(self) -> int:
-        return 10
+        return int(max(self.train.y.max(), self.test.y.max())) + 1
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -190,9 +194,13 @@ def resolve_data_dir(explicit: str | Path | None, env_default: Path | None, cach
     return download(name, cache_dir / "datasets")
 
 
-def load_dataset(name: str, data_dir: Path) -> Dataset:
+def load_dataset(name: str, data_dir: Path | None) -> Dataset:
+    """``mnist``/``cifar10`` from ``data_dir``; otherwise ``name`` is a user image folder or .npz."""
+    if name not in DATASETS:
+        from bitswarm.userdata import load_user_dataset
+
+        return load_user_dataset(name)
     if name == "mnist":
         return load_mnist(Path(data_dir))
     if name == "cifar10":
         return load_cifar10(Path(data_dir))
-    raise DataError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")

@@ -9,12 +9,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bitswarm.data import Dataset, load_dataset, resolve_data_dir
+from bitswarm.data import DATASETS, Dataset, load_dataset, resolve_data_dir
 from bitswarm.env import Environment
 from bitswarm.errors import ConfigError
 from bitswarm.models import BitConfig, ZooEntry
 from bitswarm.train import Recipe, evaluate, load_float_weights, run_key, train
 
+DEFAULT_FP = Recipe(epochs=10, lr=2e-3, batch_size=64)
+DEFAULT_QAT = Recipe(epochs=5, lr=1e-3, batch_size=64)
 FP_RECIPES = {"mnist": Recipe(epochs=10, lr=2e-3, batch_size=128),
               "cifar10": Recipe(epochs=30, lr=2e-3, batch_size=128, weight_decay=5e-4, augment=True)}
 QAT_RECIPES = {"mnist": Recipe(epochs=10, lr=1e-3, batch_size=128),
@@ -37,7 +39,32 @@ def parse_bits(spec: str, entry: ZooEntry, candidates) -> BitConfig:
     return bits.validate(entry.specs, candidates, source="--bits")
 
 
+def fp_recipe(dataset: str) -> Recipe:
+    return FP_RECIPES.get(dataset, DEFAULT_FP)
+
+
+def qat_recipe(dataset: str) -> Recipe:
+    return QAT_RECIPES.get(dataset, DEFAULT_QAT)
+
+
+def resolve_model_and_data(model: str, dataset: str | None, data_dir: str | None, env: Environment,
+                           weights: str | None = None) -> tuple[ZooEntry, Dataset]:
+    """The model (zoo name or user callable) and its data, with the input shape taken from the data."""
+    from bitswarm.models import ZOO, get_model
+
+    if model in ZOO and dataset in (None, ZOO[model].dataset):
+        entry = ZOO[model]
+        return entry, get_data(entry.dataset, data_dir, env)
+    if dataset is None:
+        raise ConfigError("--dataset", "dataset", f"a user model ({model}) needs a dataset",
+                          "mnist, cifar10, a folder of class subfolders, or an .npz with x/y")
+    data = get_data(dataset, data_dir, env)
+    return get_model(model, weights=weights, dataset=dataset, input_shape=data.input_shape), data
+
+
 def get_data(entry_dataset: str, data_dir: str | None, env: Environment) -> Dataset:
+    if entry_dataset not in DATASETS:  # a user's folder or .npz: no data directory involved
+        return load_dataset(entry_dataset, None)
     d = resolve_data_dir(data_dir, env.data_dir, env.cache_dir, entry_dataset)
     return load_dataset(entry_dataset, d)
 

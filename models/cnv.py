@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from bitswarm.models.bitconfig import BitConfig, LayerSpec
 from bitswarm.models.quant import qconv, qinput, qlinear, qrelu
-from torch import nn
 
 CONV = ((64, False), (64, True), (128, False), (128, True), (256, False), (256, False))
 FC = (512, 512)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from bitswarm.models.bitconfig import BitConfig, LayerSpec
 from bitswarm.models.quant import qconv, qinput, qlinear, qrelu
-from torch import nn
 
 # (expansion t, channels c, repeats n, first stride s) — CIFAR variant: strides 1,1,2,2,1,2,1
 SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from bitswarm.models.bitconfig import BitConfig, LayerSpec
 from bitswarm.models.quant import qconv, qinput, qlinear, qrelu
-from torch import nn
 
 WIDTHS = (16, 32, 64)
 

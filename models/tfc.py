@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from bitswarm.models.bitconfig import BitConfig, LayerSpec
 from bitswarm.models.quant import qinput, qlinear, qrelu
-from torch import nn
 
 HIDDEN = (64, 64, 64)
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import cache
 
 import torch
+from torch import nn
+
+from bitswarm.errors import ConfigError
 from bitswarm.models.bitconfig import BitConfig, LayerSpec
 from bitswarm.models.cnv import CNV, cnv_specs
 from bitswarm.models.mobilenetv2 import MobileNetV2Cifar, mobilenetv2_specs
 from bitswarm.models.resnet import ResNetCifar, resnet_specs
 from bitswarm.models.tfc import TFC, tfc_specs
-from torch import nn
-
-from bitswarm.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -26,10 +25,11 @@ class ZooEntry:
     build_fn: Callable[[BitConfig], nn.Module]
     specs_fn: Callable[[], list[LayerSpec]]
     first_last_bits: tuple[int, int, int]  # (input act bits, first-layer w bits, last-layer w bits)
+    defaults: BitConfig | None = None  # e.g. the bits a user's Brevitas model came with
 
     @property
     def specs(self) -> tuple[LayerSpec, ...]:
-        return layer_profile(self.name)
+        return layer_profile(self)
 
     def build(self, bits: BitConfig | None = None) -> nn.Module:
         bits = bits if bits is not None else self.default_bits()
@@ -45,6 +45,8 @@ class ZooEntry:
 
     def default_bits(self) -> BitConfig:
         """Documented default: 4-bit weights and activations, edges as ``first_last_bits``."""
+        if self.defaults is not None:
+            return self.defaults
         return self.uniform_bits(4, 4, keep_first_last=True)
 
     def _edge_overrides(self, w: int, a: int) -> dict[str, tuple[int, int]]:
@@ -70,17 +72,31 @@ ZOO: dict[str, ZooEntry] = {
 }
 
 
-def get_model(name: str) -> ZooEntry:
-    try:
+def get_model(name: str, weights: str | None = None, dataset: str = "cifar10",
+              input_shape: tuple[int, ...] | None = None) -> ZooEntry:
+    """A zoo model by name, or a user's model: ``file.py:fn`` / ``package.module:fn``."""
+    if name in ZOO:
         return ZOO[name]
-    except KeyError:
-        raise ConfigError("--model", "model", f"unknown model '{name}'", ", ".join(ZOO)) from None
+    if ":" in name:
+        from bitswarm.models.custom import custom_entry
+
+        return custom_entry(name, weights=weights, dataset=dataset, input_shape=input_shape)
+    raise ConfigError("--model", "model", f"unknown model '{name}'",
+                      ", ".join(ZOO) + ", or path/to/file.py:build / package.module:build") from None
 
 
-@cache
-def layer_profile(name: str) -> tuple[LayerSpec, ...]:
+_PROFILES: dict[tuple[str, int], tuple[LayerSpec, ...]] = {}
+
+
+def layer_profile(entry: ZooEntry) -> tuple[LayerSpec, ...]:
     """The model's layer specs with MACs and parameter counts measured by a forward pass."""
-    entry = ZOO[name]
+    key = (entry.name, id(entry.build_fn))
+    if key not in _PROFILES:
+        _PROFILES[key] = _profile(entry)
+    return _PROFILES[key]
+
+
+def _profile(entry: ZooEntry) -> tuple[LayerSpec, ...]:
     specs = entry.specs_fn()
     model = entry.build_fn(BitConfig.uniform(specs, 32, 32)).eval()
     macs: dict[str, tuple[int, int]] = {}
@@ -95,8 +111,12 @@ def layer_profile(name: str) -> tuple[LayerSpec, ...]:
 
     handles = [m.register_forward_hook(hook(n)) for n, m in model.named_modules()
                if isinstance(m, nn.Conv2d | nn.Linear)]
-    with torch.no_grad():
-        model(torch.zeros(1, *entry.input_shape))
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *entry.input_shape))
+    except RuntimeError as e:
+        raise ConfigError("--model", "input shape", f"{entry.name} does not accept input {entry.input_shape} "
+                          f"({str(e).splitlines()[0]})", "a --dataset (or --input-shape) matching the model") from e
     for h in handles:
         h.remove()
     return tuple(replace(s, macs=macs.get(s.name, (0, 0))[0], params=macs.get(s.name, (0, 0))[1])

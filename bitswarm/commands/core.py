@@ -8,11 +8,17 @@ import time
 
 def add_common(p: argparse.ArgumentParser, board_default: str = "pynq-z2") -> None:
     """Options shared by every command that trains or evaluates a model."""
-    p.add_argument("--model", default="tfc", help="zoo model name (see `bitswarm models`); default tfc")
+    p.add_argument("--model", default="tfc", help="zoo model name (see `bitswarm models`), or a user model as "
+                        "path/to/file.py:build or package.module:build returning a torch.nn.Module "
+                        "(float or Brevitas); default tfc")
     p.add_argument("--board", default=board_default, help=f"board name or YAML path; default {board_default}")
     p.add_argument("--data-dir", default=None,
                    help="dataset directory in the standard layout (default: the Makefile's "
                         "../shared/datasets, else a checksum-verified download)")
+    p.add_argument("--dataset", default=None,
+                   help="mnist, cifar10, a folder of images in per-class subfolders, or an .npz with x/y "
+                        "(default: the zoo model's dataset; required for a user model)")
+    p.add_argument("--weights", default=None, help="float state_dict (.pt) for a user model given as FILE.py:FN")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
 
@@ -54,14 +60,13 @@ def cmd_models(args) -> int:
 def cmd_train(args) -> int:
     from bitswarm.boards import load_board
     from bitswarm.env import read_environment
-    from bitswarm.models import get_model
     from bitswarm.train import evaluate
     from bitswarm.workflow import (
-        FP_RECIPES,
-        QAT_RECIPES,
         finetune_quantized,
-        get_data,
+        fp_recipe,
         parse_bits,
+        qat_recipe,
+        resolve_model_and_data,
         scaled,
         set_threads,
         train_float,
@@ -69,19 +74,18 @@ def cmd_train(args) -> int:
 
     set_threads(args.threads)
     env = read_environment()
-    entry = get_model(args.model)
     board = load_board(args.board)
+    entry, data = resolve_model_and_data(args.model, args.dataset, args.data_dir, env, args.weights)
     bits = parse_bits(args.bits, entry, board.bit_candidates + (32,))
-    data = get_data(entry.dataset, args.data_dir, env)
     print(f"data: {data.note}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)}")
     t0 = time.time()
-    fp = train_float(entry, data, args.seed, scaled(FP_RECIPES[entry.dataset], args.fp_epochs), env)
+    fp = train_float(entry, data, args.seed, scaled(fp_recipe(entry.dataset), args.fp_epochs), env)
     print(f"{entry.name} float: val {fp.val_acc:.2%}  test {evaluate(fp.model, data.test):.2%}  "
           f"({time.time() - t0:.0f} s)")
     if args.bits == "fp":
         return 0
     t1 = time.time()
-    q = finetune_quantized(entry, bits, data, args.seed, scaled(QAT_RECIPES[entry.dataset], args.epochs),
+    q = finetune_quantized(entry, bits, data, args.seed, scaled(qat_recipe(entry.dataset), args.epochs),
                            fp, env)
     print(f"{entry.name} [{bits.short()}]: val {q.val_acc:.2%}  test {evaluate(q.model, data.test):.2%}  "
           f"({time.time() - t1:.0f} s)")

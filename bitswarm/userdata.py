@@ -1,0 +1,108 @@
+"""User datasets: a folder of images in per-class subfolders, or an ``.npz`` with ``x``/``y``.
+
+Split rules are the zoo's: the test split is either given (``train/`` and ``test/`` subfolders;
+``x_test``/``y_test`` arrays) or carved once with a fixed seed (20%), and validation is carved
+from train (10%). No search ever sees the test split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bitswarm.data import SPLIT_SEED, Dataset, Split
+from bitswarm.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+def _carve(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    perm = np.random.default_rng(seed).permutation(len(y))
+    n = max(1, int(round(len(y) * fraction)))
+    return x[perm[n:]], y[perm[n:]], x[perm[:n]], y[perm[:n]]
+
+
+def _to_nchw(x: np.ndarray, source: str) -> np.ndarray:
+    if x.dtype != np.uint8:
+        raise DataError(f"{source}: field 'x' has dtype {x.dtype}; allowed: uint8 images (0..255)")
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    if x.ndim == 4:
+        return x
+    raise DataError(f"{source}: field 'x' has shape {x.shape}; allowed: (N,H,W), (N,H,W,C) or (N,C,H,W)")
+
+
+def _make(name: str, xtr, ytr, xte, yte, note: str, fingerprint: str) -> Dataset:
+    xtr, ytr, xva, yva = _carve(xtr, ytr, 0.1, SPLIT_SEED)
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
+    return Dataset(name, Split(t(xtr), t(ytr).long()), Split(t(xva), t(yva).long()),
+                   Split(t(xte), t(yte).long()), note, fingerprint)
+
+
+def load_npz(path: str | Path) -> Dataset:
+    path = Path(path)
+    try:
+        arrays = np.load(path)
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: cannot read as .npz ({e})") from e
+    for key in ("x", "y"):
+        if key not in arrays:
+            raise DataError(f"{path}: field '{key}' missing; allowed keys: x, y, x_test, y_test")
+    x, y = _to_nchw(arrays["x"], str(path)), arrays["y"].astype(np.int64)
+    if "x_test" in arrays and "y_test" in arrays:
+        xte, yte = _to_nchw(arrays["x_test"], str(path)), arrays["y_test"].astype(np.int64)
+    else:
+        x, y, xte, yte = _carve(x, y, 0.2, SPLIT_SEED + 1)
+    fp = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return _make(path.stem, x, y, xte, yte, f"user arrays {path.name}", fp)
+
+
+def _read_images(root: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    from PIL import Image
+
+    xs, ys, shape = [], [], None
+    for label, cls in enumerate(classes):
+        for f in sorted(p for p in (root / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            with Image.open(f) as im:
+                arr = np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16") else "RGB"))
+            if shape is None:
+                shape = arr.shape
+            elif arr.shape != shape:
+                raise DataError(f"{f}: image size {arr.shape} differs from {shape}; all images must be the same size")
+            xs.append(arr)
+            ys.append(label)
+    if not xs:
+        raise DataError(f"{root}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in class subfolders")
+    return _to_nchw(np.stack(xs), str(root)), np.asarray(ys, dtype=np.int64)
+
+
+def load_image_folder(root: str | Path) -> Dataset:
+    root = Path(root)
+    split_dirs = (root / "train").is_dir() and (root / "test").is_dir()
+    base = root / "train" if split_dirs else root
+    classes = sorted(p.name for p in base.iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"{root}: no class subfolders; expected {root}/<class>/<image> "
+                        f"(optionally under train/ and test/)")
+    x, y = _read_images(base, classes)
+    if split_dirs:
+        xte, yte = _read_images(root / "test", classes)
+    else:
+        x, y, xte, yte = _carve(x, y, 0.2, SPLIT_SEED + 1)
+    fp = hashlib.sha256(f"{root}:{len(y)}:{x.sum()}".encode()).hexdigest()[:16]
+    return _make(root.name, x, y, xte, yte, f"user images {root.name} ({len(classes)} classes)", fp)
+
+
+def load_user_dataset(spec: str | Path) -> Dataset:
+    p = Path(spec)
+    if p.suffix == ".npz":
+        return load_npz(p)
+    if p.is_dir():
+        return load_image_folder(p)
+    raise DataError(f"--dataset {spec}: not a dataset; allowed: mnist, cifar10, a folder of images in per-class "
+                    f"subfolders, or an .npz with x/y arrays")

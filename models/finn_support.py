@@ -1,0 +1,69 @@
+"""Find what FINN cannot map before any long work starts.
+
+FINN's dataflow compiler maps quantized Conv2d (dense or depthwise) / Linear layers,
+BatchNorm (absorbed into thresholds), ReLU-like quantized activations, max/average pooling,
+flatten/reshape and residual adds. Anything else (GELU, Sigmoid, Softmax, LayerNorm,
+recurrent layers, upsampling, …) or an unquantized (float, 32-bit) layer is reported by name in
+one error; TVM, which maps more, still takes such a model.
+"""
+
+from __future__ import annotations
+
+from brevitas import nn as qnn
+from torch import nn
+
+from bitswarm.errors import BitswarmError
+
+SUPPORTED = (
+    nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.MaxPool2d, nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Identity,
+    qnn.QuantConv2d, qnn.QuantLinear, qnn.QuantReLU, qnn.QuantIdentity, qnn.QuantHardTanh,
+)
+CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+SUPPORTED_NAMES = ("Conv2d (dense/depthwise)", "Linear", "BatchNorm", "ReLU/QuantReLU/QuantIdentity/QuantHardTanh",
+                   "MaxPool2d", "AvgPool2d/AdaptiveAvgPool2d", "Flatten", "Dropout", "residual add")
+
+
+class UnsupportedForFinnError(BitswarmError):
+    """The model has layers FINN's flow cannot map."""
+
+    def __init__(self, offending: list[tuple[str, str]]):
+        listed = ", ".join(f"{n} ({why})" for n, why in offending)
+        super().__init__(f"FINN cannot map {len(offending)} layer(s): {listed}; the FINN flow supports: "
+                         f"{', '.join(SUPPORTED_NAMES)} with quantized (<=16-bit) weights and activations. "
+                         f"Use the TVM flow (--cost tvm / a CPU board) for this model.")
+        self.offending = offending
+
+
+def _is_brevitas_internal(name: str) -> bool:
+    return any(p in name.split(".") for p in ("weight_quant", "act_quant", "input_quant", "bias_quant",
+                                              "output_quant", "tensor_quant"))
+
+
+def finn_offending_layers(model: nn.Module) -> list[tuple[str, str]]:
+    """``[(layer name, reason)]`` for every layer FINN cannot map (empty when all is fine)."""
+    bad = []
+    for name, m in model.named_modules():
+        if not name or _is_brevitas_internal(name) or type(m).__module__.startswith("brevitas.") and not isinstance(
+                m, SUPPORTED):
+            continue
+        if isinstance(m, CONTAINERS) or (list(m.children()) and not isinstance(m, SUPPORTED)):
+            continue
+        if not isinstance(m, SUPPORTED):
+            if type(m).__name__ == "TensorNorm":  # Brevitas bnn_pynq's affine output norm: a Mul/Add FINN absorbs
+                continue
+            bad.append((name, f"{type(m).__name__} is not supported"))
+        elif isinstance(m, nn.Conv2d | nn.Linear) and not isinstance(m, qnn.QuantConv2d | qnn.QuantLinear):
+            bad.append((name, "float weights (bits 32)"))
+        elif isinstance(m, qnn.QuantConv2d | qnn.QuantLinear) and not m.weight_quant.is_quant_enabled:
+            bad.append((name, "float weights (bits 32)"))
+        elif isinstance(m, nn.Conv2d) and 1 < m.groups < m.in_channels:
+            bad.append((name, f"grouped convolution (groups={m.groups})"))
+    return bad
+
+
+def check_finn_support(model: nn.Module) -> None:
+    """Raise :class:`UnsupportedForFinnError` naming every layer FINN cannot map."""
+    bad = finn_offending_layers(model)
+    if bad:
+        raise UnsupportedForFinnError(bad)
