@@ -77,11 +77,17 @@ class Trained:
     ckpt_dir: Path
 
 
+def _ckpt_dir(env: Environment, entry: ZooEntry, kind: str, key: str) -> Path:
+    """Checkpoint folder; user model specs (``/path/file.py:fn``) become a safe file name."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", entry.name).strip("_")[-60:]
+    return env.cache_dir / "checkpoints" / f"{safe}-{kind}-{key}"
+
+
 def train_float(entry: ZooEntry, data: Dataset, seed: int, recipe: Recipe, env: Environment,
                 progress: bool = True) -> Trained:
     bits = entry.uniform_bits(32, 32)
     key = run_key(entry.name, bits.key(), data, seed, recipe, init="scratch")
-    ckpt = env.cache_dir / "checkpoints" / f"{entry.name}-fp-{key}"
+    ckpt = _ckpt_dir(env, entry, "fp", key)
     torch.manual_seed(seed)
     model = train(entry.build(bits), data, recipe, seed, ckpt, progress, desc=f"{entry.name} fp")
     return Trained(model, bits, evaluate(model, data.val), ckpt)
@@ -96,7 +102,7 @@ def finetune_quantized(entry: ZooEntry, bits: BitConfig, data: Dataset, seed: in
     ckpt = None
     if env is not None:
         key = run_key(entry.name, bits.key(), data, seed, recipe, init=fp.ckpt_dir.name)
-        ckpt = env.cache_dir / "checkpoints" / f"{entry.name}-q-{key}"
+        ckpt = _ckpt_dir(env, entry, "q", key)
     model = train(model, data, recipe, seed, ckpt, progress, desc=f"{entry.name} qat")
     return Trained(model, bits, evaluate(model, data.val), ckpt or fp.ckpt_dir)
 

@@ -111,5 +111,8 @@ def test_cli_trains_user_model_on_npz(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "test" in out and "features.0:w4" in out
+    made = list((tmp_path / "cache" / "checkpoints").iterdir())
+    assert len(made) == 2 and all("byom_cnn.py_build-" in p.name for p in made)
+    assert not list(FIX.glob("*-fp-*"))  # nothing written next to the user's file
     assert main(["train", "--model", CNN, "--board", "host"]) == 2
     assert "needs a dataset" in capsys.readouterr().err
