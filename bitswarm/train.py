@@ -76,13 +76,14 @@ def train(model: nn.Module, data: Dataset, recipe: Recipe, seed: int, ckpt_dir: 
         model.load_state_dict(torch.load(final, weights_only=True))
         return model.eval()
     g = set_seed(seed)
+    state_path = ckpt_dir / "state.pt" if ckpt_dir else None
+    st = torch.load(state_path, weights_only=False) if state_path is not None and state_path.exists() else None
+    if st is not None:  # before the optimizer exists: Brevitas may re-create parameters on load
+        model.load_state_dict(st["model"])
     opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, recipe.epochs))
     start = 0
-    state_path = ckpt_dir / "state.pt" if ckpt_dir else None
-    if state_path is not None and state_path.exists():
-        st = torch.load(state_path, weights_only=False)
-        model.load_state_dict(st["model"])
+    if st is not None:
         opt.load_state_dict(st["opt"])
         sched.load_state_dict(st["sched"])
         g.set_state(st["rng"])

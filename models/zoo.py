@@ -92,7 +92,8 @@ def layer_profile(entry: ZooEntry) -> tuple[LayerSpec, ...]:
     """The model's layer specs with MACs and parameter counts measured by a forward pass."""
     key = (entry.name, id(entry.build_fn))
     if key not in _PROFILES:
-        _PROFILES[key] = _profile(entry)
+        with torch.random.fork_rng():  # profiling must not move the caller's RNG (reproducible builds)
+            _PROFILES[key] = _profile(entry)
     return _PROFILES[key]
 
 

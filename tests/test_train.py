@@ -44,7 +44,10 @@ def test_interrupted_training_resumes_to_same_weights(tiny_mnist_dir, tmp_path, 
     resumed = train(build(), data, r, seed=1, ckpt_dir=tmp_path / "b", progress=False)
     assert starts == [250]  # only the third epoch (250 batches of 4) was run again
     assert (tmp_path / "b" / "final.pt").exists() and not (tmp_path / "b" / "state.pt").exists()
-    assert evaluate(resumed, data.test) > 0.5 and evaluate(ref, data.test) > 0.5
+    assert evaluate(resumed, data.test) > 0.5
+    pairs = zip(ref.state_dict().items(), resumed.state_dict().values(), strict=True)
+    differ = [k for (k, v), w in pairs if not torch.allclose(v, w, atol=1e-6)]
+    assert not differ, f"resumed run differs from the uninterrupted one in {differ[:3]}"
     # a finished run is served from its checkpoint
     again = train(e.build(e.uniform_bits(4, 4)), data, r, seed=1, ckpt_dir=tmp_path / "b", progress=False)
     assert torch.equal(again.fc0.weight, resumed.fc0.weight)
