@@ -48,18 +48,30 @@ def qat_recipe(dataset: str) -> Recipe:
 
 
 def resolve_model_and_data(model: str, dataset: str | None, data_dir: str | None, env: Environment,
-                           weights: str | None = None) -> tuple[ZooEntry, Dataset]:
-    """The model (zoo name or user callable) and its data, with the input shape taken from the data."""
+                           weights: str | None = None, bits_spec: str | None = None,
+                           candidates=None) -> tuple[ZooEntry, Dataset, BitConfig | None]:
+    """Model (zoo name or user callable), bits (validated BEFORE any data is read) and data.
+
+    The input shape of a user model comes from its dataset (known for mnist/cifar10; read from
+    the data for an image folder or .npz).
+    """
+    from bitswarm.data import DATASETS
     from bitswarm.models import ZOO, get_model
 
+    if model not in ZOO and ":" not in model:
+        get_model(model)  # raises the unknown-model error listing the zoo
     if model in ZOO and dataset in (None, ZOO[model].dataset):
-        entry = ZOO[model]
-        return entry, get_data(entry.dataset, data_dir, env)
-    if dataset is None:
+        entry, data = ZOO[model], None
+    elif dataset is None:
         raise ConfigError("--dataset", "dataset", f"a user model ({model}) needs a dataset",
                           "mnist, cifar10, a folder of class subfolders, or an .npz with x/y")
-    data = get_data(dataset, data_dir, env)
-    return get_model(model, weights=weights, dataset=dataset, input_shape=data.input_shape), data
+    elif dataset in DATASETS:
+        entry, data = get_model(model, weights=weights, dataset=dataset), None
+    else:
+        data = get_data(dataset, data_dir, env)
+        entry = get_model(model, weights=weights, dataset=dataset, input_shape=data.input_shape)
+    bits = parse_bits(bits_spec, entry, candidates) if bits_spec else None
+    return entry, data if data is not None else get_data(entry.dataset, data_dir, env), bits
 
 
 def get_data(entry_dataset: str, data_dir: str | None, env: Environment) -> Dataset:

@@ -49,3 +49,11 @@ def test_cli_boards_lists_capacities(capsys):
 def test_cli_unknown_board_exits_nonzero(capsys):
     assert main(["train", "--board", "nope"]) == 2
     assert "unknown board 'nope'; allowed: host, kv260, pynq-z2, zcu104" in capsys.readouterr().err
+
+
+def test_bad_bits_rejected_before_any_data_is_read(tmp_path, capsys):
+    p = tmp_path / "bits.yaml"
+    p.write_text("layers: {fc0: {w: 3, a: 9}}\n")
+    assert main(["train", "--bits", str(p), "--data-dir", str(tmp_path / "no-data-here")]) == 2
+    err = capsys.readouterr().err
+    assert "bits.yaml: field 'layers.fc0.a': bit-width 9 not in candidate set" in err

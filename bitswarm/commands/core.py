@@ -64,7 +64,6 @@ def cmd_train(args) -> int:
     from bitswarm.workflow import (
         finetune_quantized,
         fp_recipe,
-        parse_bits,
         qat_recipe,
         resolve_model_and_data,
         scaled,
@@ -75,8 +74,8 @@ def cmd_train(args) -> int:
     set_threads(args.threads)
     env = read_environment()
     board = load_board(args.board)
-    entry, data = resolve_model_and_data(args.model, args.dataset, args.data_dir, env, args.weights)
-    bits = parse_bits(args.bits, entry, board.bit_candidates + (32,))
+    entry, data, bits = resolve_model_and_data(args.model, args.dataset, args.data_dir, env, args.weights,
+                                               args.bits, board.bit_candidates + (32,))
     print(f"data: {data.note}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)}")
     t0 = time.time()
     fp = train_float(entry, data, args.seed, scaled(fp_recipe(entry.dataset), args.fp_epochs), env)
