@@ -1,0 +1,64 @@
+"""`bitswarm deploy` and `bitswarm report`."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from bitswarm.commands.core import add_common
+
+
+def cmd_deploy(args) -> int:
+    from bitswarm.boards import load_board
+    from bitswarm.env import read_environment
+    from bitswarm.flows.deploy import DeployConfig, deploy
+    from bitswarm.workflow import set_threads
+
+    set_threads(args.threads)
+    board = load_board(args.board)
+    model = args.model
+    run_id = args.run_id or time.strftime("%Y%m%d-%H%M%S-") + Path(model.split(":")[0]).stem
+    cfg = DeployConfig(board=board, env=read_environment(), model=model, dataset=args.dataset,
+                       data_dir=args.data_dir, weights=args.weights, bits_file=args.config, qonnx=args.qonnx,
+                       seed=args.seed, search={"particles": args.particles, "iters": args.iters, "cost": args.cost},
+                       fp_epochs=args.fp_epochs, qat_epochs=args.epochs, out_root=Path(args.out), run_id=run_id,
+                       command=" ".join(shlex.quote(a) for a in ["bitswarm", *sys.argv[1:]]), tvm=not args.no_tvm)
+    t0 = time.time()
+    pkg = deploy(cfg, on_step=lambda name: print(f"[deploy {time.time() - t0:6.1f}s] {name}", flush=True))
+    print(f"package: {pkg}  ({time.time() - t0:.0f} s)\nreport:  {pkg / 'report.html'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from bitswarm.flows.report import report_run
+
+    paths = report_run(args.run_dir)
+    print("\n".join(f"{k}: {v}" for k, v in paths.items()))
+    return 0
+
+
+def register(sub) -> None:
+    sp = sub.add_parser("deploy", help="search, train, export and build a deployable package with a report",
+                        description="The main job: bits (given or found by a small search) -> QONNX -> FINN "
+                                    "(FPGA) and TVM (CPU) -> deploy/<board>/<run-id>/ with a hardware report. "
+                                    "The package appears only when every step succeeded.")
+    add_common(sp)
+    sp.add_argument("--config", help="bit configuration YAML/JSON to deploy without searching")
+    sp.add_argument("--qonnx", help="deploy this QONNX file as it is (no search, no training)")
+    sp.add_argument("--out", default="deploy", help="output root (default deploy/)")
+    sp.add_argument("--run-id", help="package name (default: timestamp-model)")
+    sp.add_argument("--particles", type=int, default=6, help="search swarm size (default 6: a small budget)")
+    sp.add_argument("--iters", type=int, default=4, help="search iterations (default 4)")
+    sp.add_argument("--cost", default="bitops", help="cost model of the search constraint (default bitops)")
+    sp.add_argument("--fp-epochs", type=int, default=None, help="float training epochs")
+    sp.add_argument("--epochs", type=int, default=None, help="quantization-aware fine-tune epochs")
+    sp.add_argument("--no-tvm", action="store_true", help="skip the TVM binary")
+    sp.set_defaults(fn=cmd_deploy)
+
+    sp = sub.add_parser("report", help="(re)write the hardware report of a run directory",
+                        description="Reads RUN_DIR/summary.json; writes report.html (self-contained), "
+                                    "report.md and report.json.")
+    sp.add_argument("run_dir", help="a deploy/<board>/<run-id>/ directory")
+    sp.set_defaults(fn=cmd_report)

@@ -1,0 +1,243 @@
+"""The deploy flow behind ``make deploy BOARD=…`` / ``bitswarm deploy``.
+
+Steps (each a :class:`~bitswarm.flows.steps.Step`; start/stop at any of them):
+
+``bits``    the bit configuration: given (``--config``), or found by a small search
+``train``   float training (cached) + quantization-aware fine-tune; test accuracy
+``export``  Brevitas -> QONNX, verified against PyTorch (``model.qonnx.onnx``)
+``finn``    FINN-mappability check, then the FINN flow for the board (estimates, code
+            generation; stops with one line naming the missing vendor tool)
+``tvm``     TVM binary for the board's CPU (ARM for the PYNQ-Z2), latency on this host
+``uniform`` the same model at uniform 2/4/8 bits, for comparison
+``board``   with an SSH host in the board config: push, run, measure
+``report``  ``summary.json`` -> report.html / report.md / report.json
+``manifest`` versions, command, seed, sha256 of every file
+
+The package is assembled in ``<out>/<board>/.partial-<run-id>/`` and renamed to
+``<out>/<board>/<run-id>/`` only when every step has succeeded, so an interrupted or failed
+deploy leaves no package behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from bitswarm.boards import Board
+from bitswarm.env import Environment
+from bitswarm.flows.steps import State, Step, run_flow
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    board: Board
+    env: Environment
+    model: str = "tfc"
+    dataset: str | None = None
+    data_dir: str | None = None
+    weights: str | None = None
+    bits_file: str | None = None  # deploy this configuration without searching
+    qonnx: str | None = None  # deploy this QONNX file as it is (no search, no training)
+    seed: int = 0
+    search: dict = field(default_factory=dict)  # options for the small search (see _search_bits)
+    fp_epochs: int | None = None
+    qat_epochs: int | None = None
+    out_root: Path = Path("deploy")
+    run_id: str = ""
+    command: str = ""
+    tvm: bool = True
+
+
+def _entry_and_data(cfg: DeployConfig, bits_spec: str | None = None):
+    from bitswarm.workflow import resolve_model_and_data
+
+    return resolve_model_and_data(cfg.model, cfg.dataset, cfg.data_dir, cfg.env, cfg.weights, bits_spec,
+                                  cfg.board.bit_candidates + (32,))
+
+
+def _pkg(state: State) -> Path:
+    return Path(state["package_dir"])
+
+
+def step_bits(state: State, cfg: DeployConfig) -> State:
+    if cfg.qonnx:
+        return {**state, "bits": None, "search": None}
+    if cfg.bits_file:
+        entry, _, bits = _entry_and_data(cfg, cfg.bits_file)
+        search = None
+    else:
+        from bitswarm.flows.deploy_search import search_bits
+
+        bits, search = search_bits(cfg, _pkg(state))
+    bits.save(_pkg(state) / "bits.yaml")
+    return {**state, "bits": bits.to_dict()["layers"], "search": search}
+
+
+def step_train(state: State, cfg: DeployConfig) -> State:
+    if cfg.qonnx:
+        return state
+    from bitswarm.models import BitConfig
+    from bitswarm.train import evaluate
+    from bitswarm.workflow import finetune_quantized, fp_recipe, qat_recipe, scaled, train_float
+
+    entry, data, _ = _entry_and_data(cfg)
+    bits = BitConfig.from_dict({"layers": state["bits"]})
+    fp = train_float(entry, data, cfg.seed, scaled(fp_recipe(entry.dataset), cfg.fp_epochs), cfg.env)
+    q = finetune_quantized(entry, bits, data, cfg.seed, scaled(qat_recipe(entry.dataset), cfg.qat_epochs), fp, cfg.env)
+    torch.save(q.model.state_dict(), _pkg(state) / "model_state.pt")
+    acc = {"fp_test": evaluate(fp.model, data.test), "val": q.val_acc, "test": evaluate(q.model, data.test)}
+    return {**state, "accuracy": acc, "dataset_note": data.note, "input_shape": list(entry.input_shape),
+            "model_name": entry.name}
+
+
+def _trained_model(state: State, cfg: DeployConfig):
+    from bitswarm.models import BitConfig
+
+    entry, _, _ = _entry_and_data(cfg)
+    model = entry.build(BitConfig.from_dict({"layers": state["bits"]}))
+    model.load_state_dict(torch.load(_pkg(state) / "model_state.pt", weights_only=True))
+    return model.eval()
+
+
+def step_export(state: State, cfg: DeployConfig) -> State:
+    dest = _pkg(state) / "model.qonnx.onnx"
+    if cfg.qonnx:
+        shutil.copyfile(cfg.qonnx, dest)
+        return {**state, "qonnx": str(dest), "export_max_abs_diff": None}
+    from bitswarm.flows.export import export_qonnx
+
+    r = export_qonnx(_trained_model(state, cfg), tuple(state["input_shape"]), dest)
+    return {**state, "qonnx": str(dest), "export_max_abs_diff": r.max_abs_diff}
+
+
+def step_finn(state: State, cfg: DeployConfig) -> State:
+    if cfg.board.fpga is None:
+        return {**state, "finn": None}
+    from bitswarm.models.finn_support import UnsupportedForFinnError, check_finn_support
+
+    if not cfg.qonnx:
+        try:
+            check_finn_support(_trained_model(state, cfg))
+        except UnsupportedForFinnError as e:
+            return {**state, "finn": {"unsupported": str(e), "missing_tool": None}}
+    from bitswarm.flows.finn import build_finn
+
+    r = build_finn(Path(state["qonnx"]), cfg.board, _pkg(state) / "finn")
+    est = r.estimates
+    return {**state, "finn": {"total": dict(est.values), "missing_tool": r.missing_tool,
+                              "per_layer": [{"name": lc.name, **lc.values} for lc in est.per_layer],
+                              "steps": [{"step": n, "seconds": s} for n, s in r.steps], "meta": dict(est.meta)}}
+
+
+def step_tvm(state: State, cfg: DeployConfig) -> State:
+    if not cfg.tvm:
+        return {**state, "tvm": []}
+    from bitswarm.flows.tvm import compile_tvm
+
+    r = compile_tvm(Path(state["qonnx"]), cfg.board, _pkg(state) / "tvm", input_shape=tuple(state["input_shape"]))
+    item = {"target": json.dumps(r.target) if isinstance(r.target, dict) else str(r.target),
+            "lib": str(Path(r.lib_path).relative_to(_pkg(state))), "latency_ms": getattr(r, "latency_ms", None),
+            "verified_max_abs_diff": r.verified_max_abs_diff}
+    return {**state, "tvm": [item]}
+
+
+def step_uniform(state: State, cfg: DeployConfig) -> State:
+    if cfg.qonnx:
+        return {**state, "uniform": []}
+    from bitswarm.hw.cost import get_cost_model
+
+    entry, _, _ = _entry_and_data(cfg)
+    cost = get_cost_model("qonnx")
+    rows = []
+    for b in (2, 4, 8):
+        c = cost(entry, entry.uniform_bits(b, b, keep_first_last=True), cfg.board)
+        rows.append({"bits": f"w{b}a{b} (edges kept)", "bops": c["bops"], "weight_bits": c["weight_bits"]})
+    from bitswarm.models import BitConfig
+
+    mine = cost(entry, BitConfig.from_dict({"layers": state["bits"]}), cfg.board)
+    rows.append({"bits": "searched (this package)", "bops": mine["bops"], "weight_bits": mine["weight_bits"]})
+    return {**state, "uniform": rows}
+
+
+def step_board(state: State, cfg: DeployConfig) -> State:
+    if not cfg.board.ssh.host:
+        return {**state, "board_measurement": None}
+    from bitswarm.flows.ssh import run_on_board
+
+    return {**state, "board_measurement": run_on_board(cfg.board, _pkg(state), state)}
+
+
+def step_report(state: State, cfg: DeployConfig) -> State:
+    from bitswarm.flows.report import render
+
+    b = cfg.board
+    summary = {
+        "model": state.get("model_name", cfg.model), "dataset_note": state.get("dataset_note"),
+        "board": {"name": b.name, "capacity": b.fpga.resources if b.fpga else {},
+                  "limits": b.fpga.finn_limits if b.fpga else {}, "part": b.fpga.part if b.fpga else None},
+        "bits": state.get("bits"), "accuracy": state.get("accuracy", {}), "search": state.get("search"),
+        "finn": state.get("finn"), "tvm": state.get("tvm"), "uniform": state.get("uniform"),
+        "board_measurement": state.get("board_measurement"),
+        "provenance": {"command": cfg.command, "seed": cfg.seed, "run_id": cfg.run_id, "versions": versions(),
+                       "export_max_abs_diff": state.get("export_max_abs_diff")},
+    }
+    (_pkg(state) / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    render(summary, _pkg(state))
+    return state
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for dist in ("bitswarm", "torch", "brevitas", "qonnx", "finn-plus", "apache-tvm", "onnx"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def step_manifest(state: State, cfg: DeployConfig) -> State:
+    import hashlib
+
+    pkg = _pkg(state)
+    files = {}
+    for p in sorted(pkg.rglob("*")):
+        if p.is_file() and p.name != "manifest.json":
+            files[str(p.relative_to(pkg))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    manifest = {"command": cfg.command, "seed": cfg.seed, "board": cfg.board.name, "model": cfg.model,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions(),
+                "sha256": files}
+    (pkg / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return state
+
+
+STEPS = [Step("bits", step_bits), Step("train", step_train), Step("export", step_export), Step("finn", step_finn),
+         Step("tvm", step_tvm), Step("uniform", step_uniform), Step("board", step_board),
+         Step("report", step_report), Step("manifest", step_manifest)]
+
+
+def deploy(cfg: DeployConfig, *, on_step=None) -> Path:
+    """Run the whole flow; returns the finished package directory."""
+    board_dir = cfg.out_root / cfg.board.name
+    final = board_dir / cfg.run_id
+    partial = board_dir / f".partial-{cfg.run_id}"
+    if final.exists():
+        from bitswarm.errors import ConfigError
+
+        raise ConfigError(str(final), "run-id", "a package with this run id exists", "a new --run-id")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        run_flow(STEPS, cfg, partial / "flow", {"package_dir": str(partial)}, on_step=on_step)
+        partial.rename(final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)  # nothing half-made is left behind
+        raise
+    return final

@@ -1,0 +1,109 @@
+"""The deploy flow end to end on tiny data, with the FINN and TVM tools replaced by test doubles
+(their own tests cover them); the package, report and manifest are real."""
+
+import hashlib
+import json
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bitswarm.boards import load_board
+from bitswarm.env import Environment
+from bitswarm.flows import deploy as D
+from bitswarm.flows.steps import StepError
+from bitswarm.hw.cost import Cost, LayerCost
+
+
+@dataclass
+class FakeFinn:
+    out_dir: Path
+    steps: list
+    estimates: Cost
+    missing_tool: str | None
+
+
+@dataclass
+class FakeTvm:
+    lib_path: Path
+    target: dict
+    input_shape: tuple
+    verified_max_abs_diff: float | None
+    seconds: float
+
+
+@pytest.fixture
+def doubles(monkeypatch):
+    """Test doubles for flows.finn / flows.tvm (module seams of the deploy flow)."""
+    def build_finn(qonnx, board, out_dir, **kw):
+        out_dir.mkdir(parents=True)
+        (out_dir / "estimate.json").write_text("{}")
+        layers = (LayerCost("fc0", {"lut": 900.0, "bram18": 2.0, "cycles": 784.0}),
+                  LayerCost("fc1", {"lut": 300.0, "bram18": 1.0, "cycles": 64.0}))
+        est = Cost("finn-estimate", {"lut": 1200.0, "ff": 1500.0, "bram18": 3.0, "dsp": 0.0, "uram": 0.0,
+                                     "cycles": 784.0, "latency_ms": 0.01}, layers)
+        return FakeFinn(out_dir, [("estimate", 0.1)], est, "Vivado (vivado) is not installed: stopped after codegen")
+
+    def compile_tvm(path, board, out_dir, *, input_shape, tune=False):
+        out_dir.mkdir(parents=True)
+        (out_dir / "model.so").write_bytes(b"\x7fELF")
+        return FakeTvm(out_dir / "model.so", board.cpu.tvm_target, input_shape, None, 0.1)
+
+    monkeypatch.setitem(sys.modules, "bitswarm.flows.finn", types.SimpleNamespace(build_finn=build_finn))
+    monkeypatch.setitem(sys.modules, "bitswarm.flows.tvm", types.SimpleNamespace(compile_tvm=compile_tvm))
+
+
+def _cfg(tmp_path, data_dir, **kw):
+    env = Environment(data_dir=Path(data_dir), cache_dir=tmp_path / "cache", vivado=None, vitis_hls=None,
+                      ray_address=None)
+    bits = tmp_path / "bits.yaml"
+    from bitswarm.models import get_model
+
+    get_model("tfc").uniform_bits(2, 2).save(bits)
+    base = dict(board=load_board("pynq-z2"), env=env, model="tfc", bits_file=str(bits), fp_epochs=1, qat_epochs=1,
+                out_root=tmp_path / "deploy", run_id="r1", command="bitswarm deploy --test")
+    return D.DeployConfig(**{**base, **kw})
+
+
+def test_deploy_builds_a_complete_package(tmp_path, tiny_mnist_dir, doubles):
+    pkg = D.deploy(_cfg(tmp_path, tiny_mnist_dir))
+    assert pkg == tmp_path / "deploy" / "pynq-z2" / "r1"
+    for f in ("bits.yaml", "model.qonnx.onnx", "finn/estimate.json", "tvm/model.so", "summary.json",
+              "report.html", "report.md", "report.json", "manifest.json"):
+        assert (pkg / f).exists(), f
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    assert manifest["sha256"]["model.qonnx.onnx"] == hashlib.sha256((pkg / "model.qonnx.onnx").read_bytes()).hexdigest()
+    assert manifest["versions"]["brevitas"].startswith("0.13")
+    summary = json.loads((pkg / "summary.json").read_text())
+    assert 0 <= summary["accuracy"]["test"] <= 1 and summary["finn"]["missing_tool"].startswith("Vivado")
+    html = (pkg / "report.html").read_text()
+    assert "<svg" in html and "Utilisation" in html and "Per-layer bit-widths" in html
+    assert not list((tmp_path / "deploy" / "pynq-z2").glob(".partial-*"))
+
+
+def test_failed_or_interrupted_deploy_leaves_no_package(tmp_path, tiny_mnist_dir, doubles, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("arm-linux-gnueabihf-g++ not found")
+
+    sys.modules["bitswarm.flows.tvm"].compile_tvm = broken
+    with pytest.raises(StepError, match="step 'tvm' failed: arm-linux-gnueabihf-g"):
+        D.deploy(_cfg(tmp_path, tiny_mnist_dir))
+    assert list((tmp_path / "deploy" / "pynq-z2").iterdir()) == []
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    sys.modules["bitswarm.flows.tvm"].compile_tvm = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        D.deploy(_cfg(tmp_path, tiny_mnist_dir))
+    assert list((tmp_path / "deploy" / "pynq-z2").iterdir()) == []
+
+
+def test_bad_config_fails_before_work(tmp_path, tiny_mnist_dir, doubles):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("layers: {fc0: {w: 99, a: 2}}\n")
+    with pytest.raises(StepError, match=r"step 'bits' failed: .*bad.yaml: field 'layers.fc0.w'"):
+        D.deploy(_cfg(tmp_path, tiny_mnist_dir, bits_file=str(bad)))
+    assert list((tmp_path / "deploy" / "pynq-z2").iterdir()) == []

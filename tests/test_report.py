@@ -1,0 +1,74 @@
+"""The hardware report, rendered in headless Chromium to PNG and looked at."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bitswarm.errors import ConfigError
+from bitswarm.flows.report import pareto_front, render, report_run
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _summary():
+    rng = np.random.default_rng(0)
+    evals = [{"fitness": float(0.8 + 0.15 * rng.random()), "cost": {"avg_bits": float(2 + 4 * rng.random())},
+              "violation": float(max(0, rng.random() - 0.6))} for _ in range(40)]
+    return {
+        "model": "tfc", "dataset_note": "MNIST (original files)",
+        "board": {"name": "pynq-z2", "capacity": {"lut": 53200, "ff": 106400, "bram18": 280, "dsp": 220, "uram": 0},
+                  "limits": {"lut": 0.7, "ff": 0.5, "bram18": 0.8, "dsp": 0.8, "uram": 0.8}},
+        "bits": {"input_quant": {"w": None, "a": 2}, "fc0": {"w": 3, "a": 2}, "fc1": {"w": 2, "a": 4},
+                 "fc3": {"w": 8, "a": None}},
+        "accuracy": {"fp_test": 0.98, "val": 0.96, "test": 0.965},
+        "search": {"algo": "bbpso-q", "constraint": "avg_bits <= 3", "quantity": "avg_bits", "limit": 3.0,
+                   "history": [{"iteration": i, "best_fitness": 0.9 + 0.01 * i, "evaluations": 6 * (i + 1)}
+                               for i in range(5)], "evaluations": evals},
+        "finn": {"total": {"lut": 30000, "ff": 20000, "bram18": 40, "dsp": 0, "uram": 0},
+                 "per_layer": [{"name": "fc0", "lut": 20000, "bram18": 30, "cycles": 784},
+                               {"name": "fc1", "lut": 10000, "bram18": 10, "cycles": 64}],
+                 "missing_tool": "Vivado is not installed"},
+        "tvm": [{"target": "armv7a", "latency_ms": 0.4, "lib": "tvm/model.so"}],
+        "uniform": [{"bits": "w2a2", "bops": 1e5}, {"bits": "w8a8", "bops": 1.6e6}],
+        "provenance": {"seed": 0, "versions": {"torch": "2.13.0"}},
+    }
+
+
+def test_pareto_front():
+    pts = [(1, 0.5), (2, 0.7), (2, 0.6), (3, 0.65), (4, 0.9)]
+    assert pareto_front(pts) == [(1, 0.5), (2, 0.7), (4, 0.9)]
+
+
+def test_report_files_and_missing_summary(tmp_path):
+    paths = render(_summary(), tmp_path)
+    html = paths["html"].read_text()
+    assert html.count("<svg") >= 5
+    assert not re.search(r"(src|href)=[\"']https?://", html)  # self-contained: nothing fetched
+    md = paths["md"].read_text()
+    assert "## Per-layer bit-widths" in md and "| fc0 | 3 | 2 |" in md
+    assert json.loads(paths["json"].read_text())["model"] == "tfc"
+    with pytest.raises(ConfigError, match="summary.json"):
+        report_run(tmp_path / "nothing")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium not installed (make install installs it)")
+def test_report_renders_in_headless_chromium(tmp_path):
+    paths = render(_summary(), tmp_path)
+    png = tmp_path / "report.png"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'prof'}",
+           f"--screenshot={png}", "--window-size=1200,2400", paths["html"].as_uri()]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    from PIL import Image
+
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    non_white = (img.sum(axis=2) < 720).mean()
+    assert non_white > 0.03, f"page looks blank ({non_white:.1%} non-white pixels)"
+    colourful = ((img.max(axis=2) - img.min(axis=2)) > 60).mean()
+    assert colourful > 0.005, "no coloured plots visible"
+    Path(tmp_path / "keep").write_text(str(png))
