@@ -1,0 +1,81 @@
+"""Push a deploy package to a board over SSH, run its on-board benchmark, bring the figures back.
+
+Uses the system ``ssh``/``scp`` with the board's key and ``known_hosts`` and
+``StrictHostKeyChecking=yes`` (an unknown or changed host key is refused); passwords are never
+used (``BatchMode=yes``) and never stored. The package is copied to a temporary directory on the
+board and renamed there, so the board never holds half a package.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from pathlib import Path
+
+from bitswarm.boards import Board
+from bitswarm.errors import BitswarmError
+
+CONNECT_TIMEOUT_S = 10
+
+
+class BoardUnreachableError(BitswarmError):
+    """The board named in the config cannot be reached or refused the login."""
+
+
+def _opts(board: Board) -> list[str]:
+    s = board.ssh
+    opts = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}"]
+    if s.known_hosts:
+        opts += ["-o", f"UserKnownHostsFile={s.known_hosts}"]
+    if s.key_file:
+        opts += ["-i", s.key_file, "-o", "IdentitiesOnly=yes"]
+    return opts
+
+
+def _target(board: Board) -> str:
+    return f"{board.ssh.user}@{board.ssh.host}" if board.ssh.user else board.ssh.host
+
+
+def _run(cmd: list[str], board: Board, what: str, timeout: float = 600) -> str:
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        raise BoardUnreachableError(f"board {board.name} ({_target(board)}:{board.ssh.port}): {what} timed out") from e
+    if r.returncode != 0:
+        err = (r.stderr.strip().splitlines() or ["no message"])[-1]
+        raise BoardUnreachableError(f"board {board.name} ({_target(board)}:{board.ssh.port}): {what} failed: {err} "
+                                    f"(check ssh.host/port/user/key_file/known_hosts in {board.source})")
+    return r.stdout
+
+
+def ssh(board: Board, remote_cmd: str, what: str = "command", timeout: float = 600) -> str:
+    return _run(["ssh", "-p", str(board.ssh.port), *_opts(board), _target(board), remote_cmd], board, what, timeout)
+
+
+def push_package(board: Board, pkg: Path) -> str:
+    """Copy ``pkg`` to ``<workdir>/<name>`` on the board (temp dir, then rename). Returns the remote path."""
+    work = board.ssh.workdir or "bitswarm"
+    final, tmp = f"{work}/{pkg.name}", f"{work}/.incoming-{pkg.name}"
+    ssh(board, f"mkdir -p {shlex.quote(work)} && rm -rf {shlex.quote(tmp)}", "prepare")
+    _run(["scp", "-q", "-r", "-P", str(board.ssh.port), *_opts(board), str(pkg), f"{_target(board)}:{tmp}"],
+         board, "copy")
+    ssh(board, f"rm -rf {shlex.quote(final)} && mv {shlex.quote(tmp)} {shlex.quote(final)}", "rename")
+    return final
+
+
+def run_on_board(board: Board, pkg: Path, state: dict, repeat: int = 50) -> dict:
+    """Push the package and run its TVM runner on the board; returns the measured figures."""
+    remote = push_package(board, pkg)
+    libs = [t["lib"] for t in state.get("tvm") or []]
+    if not libs:
+        return {"pushed_to": remote, "note": "no on-board benchmark in this package"}
+    shape = ",".join(str(d) for d in [1, *state["input_shape"]])
+    cmd = (f"cd {shlex.quote(remote)} && {board.ssh.python} runner/tvm_runner.py {shlex.quote(libs[0])} "
+           f"--shape {shape} --repeat {repeat}")
+    out = ssh(board, cmd, "on-board benchmark")
+    try:
+        figures = json.loads(out.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError) as e:
+        raise BoardUnreachableError(f"board {board.name}: the runner printed no JSON result: {out[-200:]!r}") from e
+    return {"pushed_to": remote, **figures}
