@@ -63,7 +63,7 @@ def build_from_arch(arch: dict, bits: BitConfig) -> nn.Module:
 
     model = nets.build(arch["model"], bits)
     if arch.get("keep"):
-        from bitswarm.search.compress.ocnna import apply_keep
+        from bitswarm.search.compress.surgery import apply_keep
 
         apply_keep(model, arch["model"], {k: list(v) for k, v in arch["keep"].items()})
     return model
@@ -78,5 +78,10 @@ def load_result(out: str | Path) -> Loaded:
     arch = json.loads((out / "arch.json").read_text())
     meta = json.loads((out / "meta.json").read_text()) if (out / "meta.json").exists() else {}
     model = build_from_arch(arch, bits)
-    model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
+    missing, unexpected = model.load_state_dict(torch.load(out / "model.pt", weights_only=True), strict=False)
+    # activation scales Brevitas never initialised (a model that never ran in training mode) are absent
+    missing = [k for k in missing if "act_quant" not in k]
+    if missing or unexpected:
+        raise ConfigError(str(out / "model.pt"), "state", f"does not fit arch.json: missing {missing[:3]}, "
+                          f"unexpected {unexpected[:3]}", "a model.pt written with this arch.json")
     return Loaded(model.eval(), bits, arch, meta)
