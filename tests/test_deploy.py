@@ -119,3 +119,12 @@ def test_deploy_a_qonnx_file_without_search(tmp_path, tiny_mnist_dir, doubles):
     assert (pkg / "model.qonnx.onnx").read_bytes() == onnx.read_bytes()
     summary = json.loads((pkg / "summary.json").read_text())
     assert summary["bits"] is None and summary["finn"]["total"]["lut"] > 0 and (pkg / "report.html").exists()
+
+
+def test_deploy_with_small_search(tmp_path, tiny_mnist_dir, doubles):
+    cfg = _cfg(tmp_path, tiny_mnist_dir, bits_file=None, search={"particles": 3, "iters": 1, "eval_train": 500})
+    pkg = D.deploy(cfg)
+    summary = json.loads((pkg / "summary.json").read_text())
+    assert summary["search"]["history"] and len(summary["search"]["evaluations"]) >= 3
+    assert (pkg / "search" / "journal.sqlite").exists() and (pkg / "bits.yaml").exists()
+    assert "Accuracy vs cost" in (pkg / "report.html").read_text()
