@@ -33,6 +33,10 @@ from bitswarm.flows.tvm_lower import to_qcdq
 TARGET_KINDS = ("llvm", "cuda")
 
 
+class TvmTuneUnavailableError(BitswarmError):
+    """MetaSchedule tuning was asked for but is not available."""
+
+
 class TvmVerifyError(BitswarmError):
     """The compiled library does not compute what the reference computes."""
 
@@ -47,7 +51,6 @@ class TvmBuildResult:
     onnx_path: Path | None = None
     verified_against: str | None = None  # "pytorch" or "qonnx-executor"
     tuned: bool = False
-    meta: dict[str, Any] | None = None
 
 
 def is_host_target(target: dict[str, Any]) -> bool:
@@ -155,13 +158,14 @@ def _qonnx_reference(qonnx_path: Path):
 
 def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Path, *, tune: bool = False,
                 input_shape: tuple[int, ...] | None = None, torch_model=None, atol: float = 1e-3,
-                tune_trials: int = 64, name: str = "model") -> TvmBuildResult:
+                verify: bool = True, name: str = "model") -> TvmBuildResult:
     """Compile a QONNX (or plain/QCDQ ONNX) model for ``board``'s CPU into ``out_dir/<name>.so``.
 
     ``input_shape`` (C, H, W, without batch) is checked against the model's graph input.
     On the host the library is verified (``torch_model`` if given, else qonnx' executor) and a
-    difference above ``atol`` raises :class:`TvmVerifyError`. ``tune`` runs MetaSchedule
-    (see :mod:`bitswarm.flows.tvm_tune`). Writes ``<name>.json`` (target, input) next to the library.
+    difference above ``atol`` raises :class:`TvmVerifyError` (``verify=False`` skips it, e.g. for
+    latency-only builds). ``tune`` raises :class:`TvmTuneUnavailableError` (see NOTES.md).
+    Writes ``<name>.json`` (target, input) next to the library.
     """
     t0 = time.time()
     src, out_dir = Path(qonnx_or_onnx_path), Path(out_dir)
@@ -174,21 +178,20 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
     if input_shape is not None and tuple(input_shape) != shape[1:]:
         raise ConfigError(str(src), "input shape", f"the model takes {shape[1:]}, not {tuple(input_shape)}")
     mod = import_onnx(onnx_path)
-    meta: dict[str, Any] = {}
     if tune:
-        from bitswarm.flows.tvm_tune import tune_and_compile
+        raise TvmTuneUnavailableError(
+            "--tune: MetaSchedule tuning is not offered: in TVM 0.27 the tuned database was not applied by "
+            "compile_relax (the module ran at the untuned speed), so a tuned figure could not be trusted; "
+            "see NOTES.md 'TVM'")
+    import tvm
 
-        ex, meta = tune_and_compile(mod, target, out_dir / f"{name}.tuning", trials=tune_trials)
-    else:
-        import tvm
-
-        ex = tvm.compile(mod, target)
+    ex = tvm.compile(mod, target)
     lib = out_dir / f"{name}.so"
     tmp = out_dir / f".{name}.tmp.so"
     ex.export_library(str(tmp), fcompile=fcompile) if fcompile else ex.export_library(str(tmp))
     tmp.replace(lib)
     diff, against = None, None
-    if is_host_target(target_dict):
+    if verify and is_host_target(target_dict):
         ref = _torch_reference(torch_model) if torch_model is not None else _qonnx_reference(src)
         against = "pytorch" if torch_model is not None else "qonnx-executor"
         diff = verify_library(lib, shape, ref)
@@ -197,6 +200,6 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
             raise TvmVerifyError(f"TVM build of {src.name} for {board.name} differs from {against} by {diff:.3g} "
                                  f"(tolerance {atol:g}); the library was removed")
     info = {"target": target_dict, "input_name": iname, "input_shape": list(shape), "dtype": "float32",
-            "verified_max_abs_diff": diff, "verified_against": against, "tuned": tune, **meta}
+            "verified_max_abs_diff": diff, "verified_against": against, "tuned": False}
     (out_dir / f"{name}.json").write_text(json.dumps(info, indent=2))
-    return TvmBuildResult(lib, target_dict, shape, diff, time.time() - t0, onnx_path, against, tune, meta)
+    return TvmBuildResult(lib, target_dict, shape, diff, time.time() - t0, onnx_path, against, False)
