@@ -51,6 +51,7 @@ class TvmBuildResult:
     onnx_path: Path | None = None
     verified_against: str | None = None  # "pytorch" or "qonnx-executor"
     tuned: bool = False
+    latency_ms: float | None = None  # median on this CPU (host builds only; in-process, not over RPC)
 
 
 def is_host_target(target: dict[str, Any]) -> bool:
@@ -199,7 +200,12 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
             lib.unlink(missing_ok=True)
             raise TvmVerifyError(f"TVM build of {src.name} for {board.name} differs from {against} by {diff:.3g} "
                                  f"(tolerance {atol:g}); the library was removed")
+    latency = None
+    if verify and is_host_target(target_dict):
+        from bitswarm.flows.tvm_runner import measure
+
+        latency = measure(lib, shape, repeat=20)["latency_ms_median"]
     info = {"target": target_dict, "input_name": iname, "input_shape": list(shape), "dtype": "float32",
-            "verified_max_abs_diff": diff, "verified_against": against, "tuned": False}
+            "verified_max_abs_diff": diff, "verified_against": against, "tuned": False, "latency_ms": latency}
     (out_dir / f"{name}.json").write_text(json.dumps(info, indent=2))
-    return TvmBuildResult(lib, target_dict, shape, diff, time.time() - t0, onnx_path, against, False)
+    return TvmBuildResult(lib, target_dict, shape, diff, time.time() - t0, onnx_path, against, False, latency)
