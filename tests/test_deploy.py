@@ -107,3 +107,15 @@ def test_bad_config_fails_before_work(tmp_path, tiny_mnist_dir, doubles):
     with pytest.raises(StepError, match=r"step 'bits' failed: .*bad.yaml: field 'layers.fc0.w'"):
         D.deploy(_cfg(tmp_path, tiny_mnist_dir, bits_file=str(bad)))
     assert list((tmp_path / "deploy" / "pynq-z2").iterdir()) == []
+
+
+def test_deploy_a_qonnx_file_without_search(tmp_path, tiny_mnist_dir, doubles):
+    from bitswarm.flows.export import export_qonnx
+    from bitswarm.models import get_model
+
+    e = get_model("tfc")
+    onnx = export_qonnx(e.build(e.uniform_bits(2, 2)), e.input_shape, tmp_path / "user.onnx").path
+    pkg = D.deploy(_cfg(tmp_path, tiny_mnist_dir, bits_file=None, qonnx=str(onnx)))
+    assert (pkg / "model.qonnx.onnx").read_bytes() == onnx.read_bytes()
+    summary = json.loads((pkg / "summary.json").read_text())
+    assert summary["bits"] is None and summary["finn"]["total"]["lut"] > 0 and (pkg / "report.html").exists()

@@ -1,0 +1,213 @@
+"""Compression-method benchmark (issue 6), CPU scale, accuracy on the held-out TEST split.
+
+    nice .venv/bin/python bench/bench_compress.py --data-dir ../shared/datasets --part all --seeds 5
+
+Parts (each prints a markdown table and appends a JSON line to runs/bench_compress.jsonl):
+  evo     evolutionary fine-tuning vs nearest rounding, TFC PTQ w3a8 and w4a4 (fitness: val[:2000])
+  eda     EDA+CC vs EDA w/o CC vs GA vs local search, recovering TFC w4a4 Q-Switch-30% / -50%
+          (binary space of paper §4.1; fitness: train[:1000]; equal FE budgets)
+  cluster PSO vs random vs k-means++ initialised k-means (+ pruning, fixed point), TFC w4a8 / w3a8
+  ocnna   OCNNA k sweep on smallcnn (MNIST), vs random filters with the same per-layer counts
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bitswarm.env import read_environment
+from bitswarm.search.compress import eda_cc, evo_finetune, nets, ocnna, pso_kmeans, qgrid, surgery
+from bitswarm.train import Recipe, evaluate, train
+from bitswarm.workflow import FP_RECIPES, get_data, train_float
+
+OUT = Path("runs/bench_compress.jsonl")
+
+
+def ms(xs) -> str:
+    xs = np.asarray(xs, dtype=float)
+    return f"{xs.mean():.2%} ± {xs.std():.2%}"
+
+
+def log(part: str, rows: list[dict]) -> None:
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    with OUT.open("a") as f:
+        f.write(json.dumps({"part": part, "time": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}) + "\n")
+
+
+def float_model(name, data, env):
+    e = nets.entry(name)
+    return e, train_float(e, data, 0, FP_RECIPES[e.dataset], env, progress=False)
+
+
+def ptq_model(e, fp, data, w, a):
+    return qgrid.ptq(e.build(e.uniform_bits(w, a)), fp.model.state_dict(), data.train)
+
+
+def part_evo(data, env, seeds, gens):
+    e, fp = float_model("tfc", data, env)
+    rows = []
+    print("\n### Evolutionary fine-tuning vs nearest rounding (TFC, MNIST)\n")
+    print("| bits | nearest rounding test | evo test (mean ± sd) | seeds better | val[2000:] NR -> evo | evals "
+          "| s/run |")
+    print("|---|---|---|---|---|---|---|")
+    held = data.val.__class__(data.val.x[2000:], data.val.y[2000:])
+    for w, a in ((3, 8), (4, 4)):
+        m = ptq_model(e, fp, data, w, a)
+        t0, h0 = evaluate(m, data.test), evaluate(m, held)
+        tests, helds, t = [], [], time.time()
+        for s in range(seeds):
+            m = ptq_model(e, fp, data, w, a)
+            r = evo_finetune.evo_finetune(m, data.val, 2000, evo_finetune.EvoParams(), gens, seed=s)
+            tests.append(evaluate(m, data.test))
+            helds.append(evaluate(m, held))
+        dt = (time.time() - t) / seeds
+        better = sum(x > t0 for x in tests)
+        print(f"| w{w}a{a} | {t0:.2%} | {ms(tests)} | {better}/{seeds} | {h0:.2%} -> {ms(helds)} | "
+              f"{r.evaluations} | {dt:.0f} |")
+        rows.append({"bits": f"w{w}a{a}", "nr_test": t0, "evo_test": tests, "nr_heldval": h0, "evo_heldval": helds,
+                     "evaluations": r.evaluations})
+    log("evo", rows)
+
+
+def part_eda(data, env, seeds, budget, gens, n_fit):
+    e, fp = float_model("tfc", data, env)
+    base = ptq_model(e, fp, data, 4, 4)
+    grids = qgrid.extract_grids(base)
+    codes = qgrid.flatten([g.codes for g in grids])
+    lo, hi = qgrid.bounds(grids)
+    fit = qgrid.Fitness(base, grids, data.train, n_fit)
+    print(f"\n### EDA+CC vs EDA w/o CC vs GA vs LS (TFC w4a4 PTQ, {codes.size} weights, {budget} FEs, "
+          f"fitness train[:{n_fit}])\n")
+    print(f"nearest rounding (unperturbed): test {evaluate(base, data.test):.2%}\n")
+    print("| start | algorithm | fitness start -> end | test start | test end (mean ± sd) | s/run |")
+    print("|---|---|---|---|---|---|")
+    p = eda_cc.EDAParams(gens=gens)
+    algos = {
+        "EDA+CC": lambda f, x0, s: eda_cc.run_eda_cc(f, x0, 2, p, budget, s, cc=True),
+        "EDA w/o CC": lambda f, x0, s: eda_cc.run_eda_cc(f, x0, 2, p, budget, s, cc=False),
+        "GA": lambda f, x0, s: eda_cc.run_ga(f, x0, 2, budget, s),
+        "LS": lambda f, x0, s: eda_cc.run_local_search(f, x0, 2, budget, s),
+    }
+    rows = []
+    for frac in (0.3, 0.5):
+        per = {k: ([], [], []) for k in algos}
+        t_start = []
+        for s in range(seeds):
+            rng = np.random.default_rng(1000 + s)
+            cand = eda_cc.binary_space(codes, lo, hi, rng=rng)
+            x0 = eda_cc.switch(codes.size, frac, rng)
+            f = lambda x, cand=cand: fit(eda_cc.decode(cand, x))
+            qgrid.write_codes(base, grids, qgrid.unflatten(eda_cc.decode(cand, x0), grids))
+            t_start.append(evaluate(base, data.test))
+            for name, run in algos.items():
+                t = time.time()
+                r = run(f, x0, s)
+                qgrid.write_codes(base, grids, qgrid.unflatten(eda_cc.decode(cand, r.best), grids))
+                per[name][0].append((r.start_fitness, r.best_fitness))
+                per[name][1].append(evaluate(base, data.test))
+                per[name][2].append(time.time() - t)
+        for name, (fits, tests, secs) in per.items():
+            f0, f1 = np.mean([a for a, _ in fits]), np.mean([b for _, b in fits])
+            print(f"| Q-Switch-{frac:.0%} | {name} | {f0:.2%} -> {f1:.2%} | {np.mean(t_start):.2%} | {ms(tests)} | "
+                  f"{np.mean(secs):.0f} |")
+            rows.append({"switch": frac, "algo": name, "fit": fits, "test": tests, "test_start": t_start})
+    log("eda", rows)
+
+
+def part_cluster(data, env, seeds):
+    e, fp = float_model("tfc", data, env)
+    print("\n### PSO vs random vs k-means++ initial centroids (TFC PTQ, 30% pruning, 2^b clusters/layer)\n")
+    print("| bits | step | init | k-means MSE (sum over layers, mean ± sd) | test (mean ± sd) | worst seed | s/run |")
+    print("|---|---|---|---|---|---|---|")
+    rows = []
+    for w in (4, 3):
+        nr = evaluate(ptq_model(e, fp, data, w, 8), data.test)
+        print(f"| w{w}a8 | - | nearest rounding, no pruning | - | {nr:.2%} | - | - |")
+        for step in pso_kmeans.STEPS:
+            for init in pso_kmeans.INITS:
+                mse, tests, t = [], [], time.time()
+                for s in range(seeds):
+                    m = ptq_model(e, fp, data, w, 8)
+                    res = pso_kmeans.cluster_model(m, 0.3, init, seed=s, step=step)
+                    mse.append(sum(r.inertia for r in res.values()))
+                    tests.append(evaluate(m, data.test))
+                dt = (time.time() - t) / seeds
+                print(f"| w{w}a8 | {step} | {init} | {np.mean(mse):.3g} ± {np.std(mse):.2g} | {ms(tests)} | "
+                      f"{min(tests):.2%} | {dt:.1f} |")
+                rows.append({"bits": w, "step": step, "init": init, "mse": mse, "test": tests})
+    log("cluster", rows)
+
+
+def part_ocnna(data, env, seeds, ks, dvar, ft_train):
+    e, fp = float_model("smallcnn", data, env)
+    state = fp.model.state_dict()
+    base_test = evaluate(fp.model, data.test)
+    print(f"\n### OCNNA k sweep (smallcnn float on MNIST, test {base_test:.2%}; D_var {dvar} train images; "
+          f"fine-tune 1 epoch on {ft_train} train images)\n")
+    print("| k | RPR (Eq. 7) | filters kept | test, pruned | test, fine-tuned | random filters, fine-tuned |")
+    print("|---|---|---|---|---|---|")
+    rows = []
+    recipe = Recipe(epochs=1, lr=5e-4, batch_size=128, max_train=ft_train)
+
+    def fresh():
+        m = e.build(e.uniform_bits(32, 32))
+        m.load_state_dict(state)
+        return m.eval()
+
+    for k in ks:
+        rpr, kept, pruned, tuned, rnd = [], None, [], [], []
+        for s in range(seeds):
+            sub = data.train.__class__(data.train.x[s * dvar:(s + 1) * dvar], data.train.y[s * dvar:(s + 1) * dvar])
+            m = fresh()
+            res = ocnna.ocnna(m, "smallcnn", sub, k, workers=1)
+            rpr.append(res.rpr)
+            kept = {c: len(v) for c, v in res.keep.items()}
+            pruned.append(evaluate(m, data.test))
+            tuned.append(evaluate(train(m, data, recipe, s, progress=False), data.test))
+            rng = np.random.default_rng(s)
+            mr = fresh()
+            surgery.apply_keep(mr, "smallcnn", {c: sorted(rng.choice(len(res.importance[c]), n, replace=False)
+                                                          .tolist()) for c, n in kept.items()})
+            rnd.append(evaluate(train(mr, data, recipe, s, progress=False), data.test))
+        print(f"| {k} | {np.mean(rpr):.1%} | {'/'.join(map(str, kept.values()))} | {ms(pruned)} | {ms(tuned)} | "
+              f"{ms(rnd)} |")
+        rows.append({"k": k, "rpr": rpr, "kept": kept, "pruned": pruned, "tuned": tuned, "random": rnd})
+    log("ocnna", rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=("all", "evo", "eda", "cluster", "ocnna"), default="all")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--data-dir")
+    ap.add_argument("--evo-gens", type=int, default=40)
+    ap.add_argument("--eda-budget", type=int, default=800)
+    ap.add_argument("--eda-gens", type=int, default=10)
+    ap.add_argument("--eda-fitness", type=int, default=1000)
+    ap.add_argument("--ks", type=int, nargs="+", default=[10, 25, 40, 50, 60, 75])
+    ap.add_argument("--dvar", type=int, default=500)
+    ap.add_argument("--ft-train", type=int, default=10000)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    env = read_environment()
+    t0 = time.time()
+    mnist = get_data("mnist", args.data_dir, env)
+    print(f"data: {mnist.note}; {args.seeds} seeds; 1 thread")
+    if args.part in ("all", "evo"):
+        part_evo(mnist, env, args.seeds, args.evo_gens)
+    if args.part in ("all", "eda"):
+        part_eda(mnist, env, args.seeds, args.eda_budget, args.eda_gens, args.eda_fitness)
+    if args.part in ("all", "cluster"):
+        part_cluster(mnist, env, args.seeds)
+    if args.part in ("all", "ocnna"):
+        part_ocnna(mnist, env, args.seeds, args.ks, args.dvar, args.ft_train)
+    print(f"\ntotal {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""`bitswarm cluster`: magnitude pruning + PSO-initialised k-means + fixed-point weights."""
+
+from __future__ import annotations
+
+import time
+
+from bitswarm.commands.core import add_common
+
+
+def cmd_cluster(args) -> int:
+    from bitswarm.boards import load_board
+    from bitswarm.env import read_environment
+    from bitswarm.search.compress import artifacts, nets, pso_kmeans, stages
+    from bitswarm.train import evaluate
+    from bitswarm.workflow import set_threads
+
+    set_threads(args.threads)
+    env = read_environment()
+    board = load_board(args.board)
+    start = stages.starting_point(args.model, args.bits, args.source, args.data_dir, args.seed,
+                                  board.bit_candidates + (32,), env)
+    model, data = start.model, start.data
+    val0 = evaluate(model, data.val)
+    print(f"start: {start.description}: val {val0:.2%}")
+    t0 = time.time()
+    res = pso_kmeans.cluster_model(model, args.sparsity, args.init, args.seed, args.clusters, step=args.step)
+    if not res:
+        print("bitswarm: error: no integer-quantized weight layer to cluster (bits 2..16 needed)")
+        return 2
+    for name, r in res.items():
+        print(f"  {name:<10} k={r.centroids.size:<3} delta={r.delta:.4g}  zeros {r.sparsity:.1%}  "
+              f"k-means MSE {r.inertia:.3g}")
+    val1, test1 = evaluate(model, data.val), evaluate(model, data.test)
+    print(f"{args.init}-k-means ({time.time() - t0:.1f} s): val {val0:.2%} -> {val1:.2%}  test {test1:.2%}")
+    meta = {"method": f"cluster-{args.init}", "start": start.description, "seed": args.seed,
+            "sparsity": args.sparsity, "step": args.step, "val_before": val0, "val_after": val1, "test_after": test1,
+            "layers": {n: {"k": int(r.centroids.size), "delta": r.delta, "inertia": r.inertia,
+                           "zeros": r.sparsity} for n, r in res.items()}}
+    shape = nets.entry(start.arch["model"]).input_shape if args.export else None
+    print(f"written: {artifacts.save_result(args.out, model, start.bits, start.arch, meta, shape)}")
+    return 0
+
+
+def register(sub) -> None:
+    sp = sub.add_parser("cluster", help="pruning + PSO-initialised k-means + fixed-point weights",
+                        description="Per layer: prune the smallest weights, cluster the rest into 2^b centroids "
+                                    "(k-means started from PSO, random or k-means++ centroids), convert to b-bit "
+                                    "fixed point. Writes model.pt, bits.yaml, arch.json, meta.json to --out.")
+    add_common(sp)
+    sp.add_argument("--bits", default="w4a8", help="bit config for --from ptq/qat (default w4a8)")
+    sp.add_argument("--from", dest="source", default="ptq",
+                    help="start: ptq (default: float weights, calibrated activations), qat, or an output dir")
+    sp.add_argument("--out", required=True, help="output directory")
+    sp.add_argument("--sparsity", type=float, default=0.3, help="share of weights pruned per layer (default 0.3)")
+    sp.add_argument("--init", choices=("pso", "random", "kmeans++"), default="pso", help="initial centroids")
+    sp.add_argument("--clusters", type=int, default=None, help="clusters per layer (default 2^bits)")
+    sp.add_argument("--step", choices=("max", "mse"), default="max",
+                    help="fixed-point step: max|c|/qmax (default) or least-squared-error")
+    sp.add_argument("--export", action="store_true", help="also write a verified QONNX export (model.onnx)")
+    sp.set_defaults(fn=cmd_cluster)

@@ -1,0 +1,87 @@
+"""`bitswarm finetune --method evo|eda-cc`: gradient-free search of a quantized model's weight codes."""
+
+from __future__ import annotations
+
+import time
+
+from bitswarm.commands.core import add_common
+
+
+def cmd_finetune(args) -> int:
+    import numpy as np
+
+    from bitswarm.boards import load_board
+    from bitswarm.env import read_environment
+    from bitswarm.search.compress import artifacts, eda_cc, evo_finetune, nets, qgrid, stages
+    from bitswarm.train import evaluate
+    from bitswarm.workflow import set_threads
+
+    set_threads(args.threads)
+    env = read_environment()
+    board = load_board(args.board)
+    start = stages.starting_point(args.model, args.bits, args.source, args.data_dir, args.seed,
+                                  board.bit_candidates + (32,), env)
+    data, model = start.data, start.model
+    split = getattr(data, args.fitness_split)
+    test0, val0 = evaluate(model, data.test), evaluate(model, data.val)
+    print(f"start: {start.description}: val {val0:.2%}  test {test0:.2%}")
+    t0 = time.time()
+    grids = qgrid.extract_grids(model)
+    if not grids:
+        print("bitswarm: error: no integer-quantized weight layer to fine-tune (bits 2..16 needed)")
+        return 2
+    if args.method == "evo":
+        p = evo_finetune.EvoParams(mu=args.mu, lam=args.pop, rate=args.rate, radius=args.radius)
+        res = evo_finetune.evo_finetune(model, split, args.fitness_samples, p, args.generations, args.seed, True)
+        detail = {"params": p.__dict__}
+    else:
+        codes = qgrid.flatten([g.codes for g in grids])
+        ratio = np.concatenate([g.ratio.reshape(-1).numpy() for g in grids])
+        cand = eda_cc.binary_space(codes, *qgrid.bounds(grids), ratio=ratio)
+        fit = qgrid.Fitness(model, grids, split, args.fitness_samples)
+        p = eda_cc.EDAParams(pop=args.pop, n_best=max(1, args.pop // 4), gens=args.generations)
+        res = eda_cc.run_eda_cc(lambda x: fit(eda_cc.decode(cand, x)), np.zeros(codes.size, np.int64), 2, p,
+                                args.budget, args.seed, progress=True)
+        qgrid.write_codes(model, grids, qgrid.unflatten(eda_cc.decode(cand, res.best), grids))
+        detail = {"params": {**p.__dict__, "budget": args.budget}}
+    val1, test1 = evaluate(model, data.val), evaluate(model, data.test)
+    print(f"{args.method}: fitness ({args.fitness_split}[:{args.fitness_samples}]) "
+          f"{res.start_fitness:.4f} -> {res.best_fitness:.4f} in {res.evaluations} evaluations, "
+          f"{time.time() - t0:.0f} s")
+    print(f"result: val {val0:.2%} -> {val1:.2%}  test {test0:.2%} -> {test1:.2%}")
+    meta = {"method": f"finetune-{args.method}", "start": start.description, "seed": args.seed,
+            "fitness_split": args.fitness_split, "fitness_samples": args.fitness_samples,
+            "val_before": val0, "val_after": val1, "test_before": test0, "test_after": test1,
+            "evaluations": res.evaluations, **detail}
+    shape = nets.entry(start.arch["model"]).input_shape if args.export else None
+    out = artifacts.save_result(args.out, model, start.bits, start.arch, meta, shape)
+    print(f"written: {out}")
+    return 0
+
+
+def register(sub) -> None:
+    sp = sub.add_parser("finetune", help="gradient-free fine-tuning of quantized weights (evo, EDA+CC)",
+                        description="Search the integer weight codes of a quantized model without gradients: "
+                                    "'evo' = evolution strategy moving a small share of weights to neighbouring "
+                                    "levels (starts at nearest rounding); 'eda-cc' = EDA with cooperative "
+                                    "coevolution over {nearest, second-nearest} level per weight. Writes model.pt, "
+                                    "bits.yaml, arch.json, meta.json to --out.")
+    add_common(sp)
+    sp.add_argument("--method", choices=("evo", "eda-cc"), default="evo")
+    sp.add_argument("--bits", default="w3a8", help="bit config for --from ptq/qat (default w3a8)")
+    sp.add_argument("--from", dest="source", default="ptq",
+                    help="start: ptq (float -> nearest rounding; default), qat, or an output dir of "
+                         "prune/cluster/finetune")
+    sp.add_argument("--out", required=True, help="output directory")
+    sp.add_argument("--fitness-split", choices=("val", "train"), default="val",
+                    help="split the fitness is measured on (never test); default val")
+    sp.add_argument("--fitness-samples", type=int, default=2000, help="fitness subset size (default 2000)")
+    sp.add_argument("--generations", type=int, default=40,
+                    help="evo: generations; eda-cc: generations between regroupings (default 40)")
+    sp.add_argument("--pop", type=int, default=8, help="evo: children per generation; eda-cc: population S")
+    sp.add_argument("--mu", type=int, default=4, help="evo: parents kept (default 4)")
+    sp.add_argument("--rate", type=float, default=0.002, help="evo: share of weights moved per child")
+    sp.add_argument("--radius", type=int, default=1, help="evo: max levels from nearest rounding")
+    sp.add_argument("--budget", type=int, default=1000, help="eda-cc: fitness evaluations (default 1000)")
+    sp.add_argument("--export", action="store_true", help="also write a verified QONNX export (model.onnx)")
+    sp.set_defaults(fn=cmd_finetune)

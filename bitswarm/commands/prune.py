@@ -1,0 +1,72 @@
+"""`bitswarm prune --method ocnna`: OCNNA filter pruning, then a short fine-tune."""
+
+from __future__ import annotations
+
+import time
+
+from bitswarm.commands.core import add_common
+
+
+def cmd_prune(args) -> int:
+    from bitswarm.boards import load_board
+    from bitswarm.env import read_environment
+    from bitswarm.errors import ConfigError
+    from bitswarm.search.compress import artifacts, nets, ocnna, stages
+    from bitswarm.train import Recipe, evaluate, train
+    from bitswarm.workflow import set_threads
+
+    set_threads(args.threads)
+    if not 0 <= args.k < 100:
+        raise ConfigError("--k", "k", f"{args.k} is not a percentile", "0 <= k < 100")
+    env = read_environment()
+    board = load_board(args.board)
+    start = stages.starting_point(args.model, args.bits, args.source, args.data_dir, args.seed,
+                                  board.bit_candidates + (32,), env)
+    if start.arch.get("keep"):
+        raise ConfigError(args.source, "arch.json", "this model is already pruned", "an unpruned model")
+    model, data = start.model, start.data
+    val0 = evaluate(model, data.val)
+    t0 = time.time()
+    res = ocnna.ocnna(model, start.arch["model"], data.train.subset(args.dvar), args.k, args.workers)
+    t_score = time.time() - t0
+    val_pruned = evaluate(model, data.val)
+    for c, idx in res.keep.items():
+        print(f"  {c:<8} keeps {len(idx):>4} / {len(res.importance[c])} filters")
+    print(f"OCNNA k={args.k:g} on {args.dvar} D_var images ({t_score:.1f} s): RPR (Eq. 7) {res.rpr:.2%} "
+          f"({res.params_after:,} / {res.params_before:,} params); val {val0:.2%} -> {val_pruned:.2%}")
+    if args.ft_epochs > 0:
+        recipe = Recipe(epochs=args.ft_epochs, lr=args.ft_lr, batch_size=128, max_train=args.ft_max_train)
+        train(model, data, recipe, args.seed, None, progress=True, desc="fine-tune")
+    val1, test1 = evaluate(model, data.val), evaluate(model, data.test)
+    print(f"after fine-tune ({args.ft_epochs} epochs): val {val1:.2%}  test {test1:.2%}")
+    arch = {**start.arch, "keep": res.keep}
+    meta = {"method": "prune-ocnna", "start": start.description, "seed": args.seed, "k": args.k,
+            "dvar": args.dvar, "rpr": res.rpr, "params_before": res.params_before,
+            "params_after": res.params_after, "val_before": val0, "val_pruned": val_pruned, "val_after": val1,
+            "test_after": test1, "ft_epochs": args.ft_epochs, "importance": res.importance}
+    shape = nets.entry(start.arch["model"]).input_shape if args.export else None
+    print(f"written: {artifacts.save_result(args.out, model, start.bits, arch, meta, shape)}")
+    return 0
+
+
+def register(sub) -> None:
+    sp = sub.add_parser("prune", help="OCNNA filter pruning (CNV-like CNNs) with fine-tuning",
+                        description="Rank each conv layer's filters by OCNNA importance (PCA 95%% -> Frobenius "
+                                    "norm -> coefficient of variation over D_var images), keep those at or above "
+                                    "the k-th percentile, rebuild the smaller Brevitas model and fine-tune it. "
+                                    "Writes model.pt, bits.yaml, arch.json (kept filters), meta.json to --out.")
+    add_common(sp)
+    sp.set_defaults(model="smallcnn")
+    sp.add_argument("--method", choices=("ocnna",), default="ocnna")
+    sp.add_argument("--k", type=float, default=40.0, help="percentile of significance (default 40)")
+    sp.add_argument("--bits", default="default", help="bit config for --from ptq/qat (default 'default')")
+    sp.add_argument("--from", dest="source", default="qat",
+                    help="start: float, ptq, qat (default), or an output dir of cluster/finetune")
+    sp.add_argument("--out", required=True, help="output directory")
+    sp.add_argument("--dvar", type=int, default=500, help="D_var: number of training images scored (default 500)")
+    sp.add_argument("--workers", type=int, default=2, help="threads scoring filters in parallel (default 2)")
+    sp.add_argument("--ft-epochs", type=int, default=1, help="fine-tune epochs after pruning (default 1)")
+    sp.add_argument("--ft-lr", type=float, default=5e-4, help="fine-tune learning rate (default 5e-4)")
+    sp.add_argument("--ft-max-train", type=int, default=20000, help="fine-tune on the first N training images")
+    sp.add_argument("--export", action="store_true", help="also write a verified QONNX export (model.onnx)")
+    sp.set_defaults(fn=cmd_prune)
