@@ -159,13 +159,15 @@ def _qonnx_reference(qonnx_path: Path):
 
 def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Path, *, tune: bool = False,
                 input_shape: tuple[int, ...] | None = None, torch_model=None, atol: float = 1e-3,
-                verify: bool = True, name: str = "model") -> TvmBuildResult:
+                verify: bool = True, name: str = "model", lowering: str = "qcdq") -> TvmBuildResult:
     """Compile a QONNX (or plain/QCDQ ONNX) model for ``board``'s CPU into ``out_dir/<name>.so``.
 
     ``input_shape`` (C, H, W, without batch) is checked against the model's graph input.
     On the host the library is verified (``torch_model`` if given, else qonnx' executor) and a
     difference above ``atol`` raises :class:`TvmVerifyError` (``verify=False`` skips it, e.g. for
     latency-only builds). ``tune`` raises :class:`TvmTuneUnavailableError` (see NOTES.md).
+    ``lowering``: ``qcdq`` (QuantizeLinear/Clip/DequantizeLinear) or ``float`` (the same quantizers as
+    plain float ops; see :func:`bitswarm.flows.tvm_lower.to_qcdq`).
     Writes ``<name>.json`` (target, input) next to the library.
     """
     t0 = time.time()
@@ -174,7 +176,7 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
     target = make_target(board)
     fcompile = cross_compiler(board, target_dict)  # fail early, before any work, when it is missing
     out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = to_qcdq(src, out_dir / f"{name}.qcdq.onnx")
+    onnx_path = to_qcdq(src, out_dir / f"{name}.{lowering}.onnx", lowering)
     iname, shape = _graph_input(onnx_path)
     if input_shape is not None and tuple(input_shape) != shape[1:]:
         raise ConfigError(str(src), "input shape", f"the model takes {shape[1:]}, not {tuple(input_shape)}")
@@ -206,6 +208,7 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
 
         latency = measure(lib, shape, repeat=20)["latency_ms_median"]
     info = {"target": target_dict, "input_name": iname, "input_shape": list(shape), "dtype": "float32",
-            "verified_max_abs_diff": diff, "verified_against": against, "tuned": False, "latency_ms": latency}
+            "verified_max_abs_diff": diff, "verified_against": against, "tuned": False, "latency_ms": latency,
+            "lowering": lowering}
     (out_dir / f"{name}.json").write_text(json.dumps(info, indent=2))
     return TvmBuildResult(lib, target_dict, shape, diff, time.time() - t0, onnx_path, against, False, latency)

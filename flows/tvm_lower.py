@@ -1,8 +1,10 @@
 """QONNX -> ONNX that TVM's frontend imports: QCDQ where possible, plain float ops elsewhere.
 
-* 2..8-bit ``Quant`` nodes become QuantizeLinear -> Clip -> DequantizeLinear (qonnx' QuantToQCDQ).
-* Quantizers whose inputs are all constants (weights, the 32-bit bias ``Quant`` that QuantToQCDQ
-  leaves behind) are folded into initializers with qonnx' own executor.
+* Quantizers whose inputs are all constants (weights, 32-bit bias ``Quant``) are folded into
+  float initializers with qonnx' own executor (the quantized values, stored as float32: TVM
+  computes in float32 anyway, and folding saves a runtime dequantization of every weight).
+* 2..8-bit ``Quant`` nodes on activations become QuantizeLinear -> Clip -> DequantizeLinear
+  (qonnx' QuantToQCDQ).
 * The rest (1-bit ``BipolarQuant``/signed 1-bit ``Quant``, 9..32-bit ``Quant``, non-ROUND
   rounding) become the float formula of qonnx' ``int_quant``: Div, Add, Clip, Round/Floor/Ceil,
   Sub, Mul (bipolar: Where(x >= 0, 1, -1) * scale).
@@ -105,8 +107,19 @@ def _lower_remaining(model):
     return model
 
 
-def to_qcdq(src: str | Path, dst: str | Path) -> Path:
-    """Write the TVM-importable ONNX of ``src`` (QONNX, QCDQ or plain ONNX) to ``dst``."""
+LOWERINGS = ("qcdq", "float")
+
+
+def to_qcdq(src: str | Path, dst: str | Path, lowering: str = "qcdq") -> Path:
+    """Write the TVM-importable ONNX of ``src`` (QONNX, QCDQ or plain ONNX) to ``dst``.
+
+    ``lowering="float"`` skips QuantToQCDQ: every quantizer on a dynamic input becomes the float
+    formula (same values; TVM runs it faster than its QuantizeLinear/DequantizeLinear, see BENCHMARKS.md).
+    """
+    if lowering not in LOWERINGS:
+        from bitswarm.errors import ConfigError
+
+        raise ConfigError("--lowering", "lowering", f"unknown lowering {lowering!r}", ", ".join(LOWERINGS))
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.infer_shapes import InferShapes
     from qonnx.transformation.qonnx_to_qcdq import QuantToQCDQ
@@ -114,8 +127,10 @@ def to_qcdq(src: str | Path, dst: str | Path) -> Path:
     dst = Path(dst)
     model = ModelWrapper(str(src))
     if any(n.op_type in QUANT_OPS for n in model.graph.node):
-        model = model.transform(QuantToQCDQ())
-        model = _fold_constant_quants(model)
+        model = _fold_constant_quants(model)  # weights first: TVM computes in float32 anyway
+        if lowering == "qcdq":
+            model = model.transform(QuantToQCDQ())
+            model = _fold_constant_quants(model)
         model = _lower_remaining(model)
         model = model.transform(InferShapes())
     tmp = dst.with_suffix(".tmp")

@@ -1,13 +1,14 @@
 """A calibrated per-layer TVM latency table: microsecond answers for a search, error reported.
 
-TVM computes in float32 whatever the bit-widths (QDQ is dequantized), so what a layer's
-bit-width changes is the quantize/dequantize code around it, which depends on how the
-quantizer is lowered (:mod:`bitswarm.flows.tvm_lower`), not on the exact width. Each layer's
-weight and activation bits therefore fall into a *lowering class*: ``float`` (32, no quantizer),
+TVM computes in float32 whatever the bit-widths (QDQ is dequantized), and the TVM flow folds
+quantized weights into float constants at compile time (:mod:`bitswarm.flows.tvm_lower`), so
+weight bits have no runtime term. What an activation's bit-width changes is the quantizer code
+after the layer, which depends on how it is lowered, not on the exact width. Each layer's
+activation bits therefore fall into a *lowering class*: ``float`` (32, no quantizer),
 ``bipolar`` (1), ``qcdq`` (2..7: QuantizeLinear-Clip-DequantizeLinear), ``qdq8`` (8: no Clip
 needed), ``wide`` (9..16: the float formula). The table is
 
-    latency_ms(config) = base_ms + sum over layers of delta[layer, w-class] + delta[layer, a-class]
+    latency_ms(config) = base_ms + sum over layers of delta[layer, a-class]
 
 fitted by ridge-regularised least squares to latencies measured through RPC
 (:class:`bitswarm.hw.cost_tvm.TvmLatencyCost`) on random configurations of the model at hand,
@@ -47,10 +48,9 @@ def _features(entry: ZooEntry, bits: BitConfig) -> list[str]:
     out = []
     for s in entry.specs:
         b = bits[s.name]
-        for role, v in (("w", b.w), ("a", b.a)):
-            c = bit_class(v)
-            if c is not None and c != "float":  # float is the reference level of every layer
-                out.append(f"{s.name}:{role}:{c}")
+        c = bit_class(b.a)  # weights are folded to float constants at compile time: no runtime term
+        if c is not None and c != "float":  # float is the reference level of every layer
+            out.append(f"{s.name}:a:{c}")
     return out
 
 

@@ -3,7 +3,11 @@
 import dataclasses
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
+import onnx
 import pytest
 
 pytest.importorskip("tvm")
@@ -15,6 +19,7 @@ from bitswarm.flows.tvm import compile_tvm  # noqa: E402
 from bitswarm.models import get_model  # noqa: E402
 
 pytestmark = pytest.mark.tvm
+RUNNER = Path(__file__).resolve().parents[1] / "flows" / "tvm_runner.py"
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +36,29 @@ def _with_cpu(board, **changes):
     return dataclasses.replace(board, cpu=dataclasses.replace(board.cpu, **changes))
 
 
-def test_host_build_matches_pytorch(tfc_qonnx, tmp_path):
+@pytest.mark.parametrize("lowering", ["qcdq", "float"])
+def test_host_build_matches_pytorch(tfc_qonnx, tmp_path, lowering):
     path, model = tfc_qonnx
-    r = compile_tvm(path, load_board("host"), tmp_path, torch_model=model, input_shape=(1, 28, 28))
-    assert r.lib_path.exists() and r.input_shape == (1, 1, 28, 28)
+    r = compile_tvm(path, load_board("host"), tmp_path, torch_model=model, input_shape=(1, 28, 28),
+                    lowering=lowering)
+    assert r.lib_path.exists() and r.input_shape == (1, 1, 28, 28) and r.latency_ms > 0
     assert r.verified_against == "pytorch" and r.verified_max_abs_diff < 1e-3
+    ops = {n.op_type for n in onnx.load(str(r.onnx_path)).graph.node}
+    assert ("QuantizeLinear" in ops) == (lowering == "qcdq") and "Quant" not in ops
     info = json.loads((tmp_path / "model.json").read_text())
     assert info["input_shape"] == [1, 1, 28, 28] and info["target"] == {"kind": "llvm"}
     assert not list(tmp_path.glob(".*tmp*"))
+    run = subprocess.run([sys.executable, str(RUNNER), str(r.lib_path), "--repeat", "3", "--threads", "1"],
+                         capture_output=True, text=True, timeout=120)
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["output_shape"] == [1, 10] and result["latency_ms_median"] > 0 and result["threads"] == 1
+
+
+def test_runner_reports_a_missing_library_on_one_line(tmp_path):
+    run = subprocess.run([sys.executable, str(RUNNER), str(tmp_path / "none.so"), "--shape", "1,4"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip() == f"tvm_runner: FileNotFoundError: no library at {tmp_path}/none.so"
 
 
 def test_one_bit_and_float_layers_are_lowered(tmp_path):

@@ -15,12 +15,12 @@ from bitswarm.models import get_model
 
 
 class _SyntheticLatency:
-    """A latency that the table's form can express exactly: 1 ms + 0.1 ms per 'qcdq' quantizer."""
+    """A latency that the table's form can express exactly: 1 ms + 0.1 ms per 'qcdq' activation quantizer."""
 
     def __call__(self, entry, bits, board):
         from bitswarm.hw.cost import Cost
 
-        n = sum(bit_class(v) == "qcdq" for s in entry.specs for v in (bits[s.name].w, bits[s.name].a))
+        n = sum(bit_class(bits[s.name].a) == "qcdq" for s in entry.specs)
         return Cost("synthetic", {"latency_ms": 1.0 + 0.1 * n})
 
 
