@@ -62,13 +62,28 @@ def sshd(tmp_path):
     proc.wait(timeout=10)
 
 
+def _tiny_tvm_library(path: Path, shape: tuple[int, ...]) -> None:
+    import onnx
+    import tvm
+    from onnx import TensorProto, helper
+    from tvm.relax.frontend.onnx import from_onnx
+
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("x", "y")]
+    one = helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "one"], ["y"])], "g", io[:1], io[1:], [one])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    tvm.compile(from_onnx(model), tvm.target.Target({"kind": "llvm"})).export_library(str(path))
+
+
 def _package(tmp_path) -> Path:
     pkg = tmp_path / "pkg" / "run1"
     (pkg / "runner").mkdir(parents=True)
     (pkg / "tvm").mkdir()
     (pkg / "tvm" / "model.so").write_bytes(b"lib")
     runner = Path(__file__).parents[1] / "flows" / "tvm_runner.py"
-    if runner.exists():
+    if runner.exists():  # the real runner needs a real library: a one-op Relax module (y = x + 1)
+        _tiny_tvm_library(pkg / "tvm" / "model.so", (1, 1, 28, 28))
         shutil.copy(runner, pkg / "runner" / "tvm_runner.py")
     else:  # test double until the TVM runner lands: same command line, same JSON line
         (pkg / "runner" / "tvm_runner.py").write_text(
@@ -81,7 +96,8 @@ def test_push_run_and_measure_over_real_ssh(tmp_path, sshd):
     state = {"tvm": [{"lib": "tvm/model.so"}], "input_shape": [1, 28, 28]}
     result = run_on_board(sshd, pkg, state, repeat=3)
     remote = Path(result["pushed_to"])
-    assert remote == tmp_path / "board_home" / "run1" and (remote / "tvm" / "model.so").read_bytes() == b"lib"
+    assert remote == tmp_path / "board_home" / "run1"
+    assert (remote / "tvm" / "model.so").read_bytes() == (pkg / "tvm" / "model.so").read_bytes()
     assert not list((tmp_path / "board_home").glob(".incoming-*"))
     assert "latency_ms_mean" in result
 

@@ -1,0 +1,111 @@
+"""``--cost tvm``: latency of the configured model compiled with TVM for the board's CPU, over RPC.
+
+Each configuration is exported (Brevitas -> QONNX), compiled (:func:`bitswarm.flows.tvm.compile_tvm`
+for ``board.cpu.tvm_target``) and timed with ``time_evaluator`` through TVM's RPC: the board's
+``rpc.host:port``, or -- for the ``host`` board (``rpc.start_local``) -- a server bitswarm starts
+on 127.0.0.1 and stops on :meth:`TvmLatencyCost.close` (or at exit). ``latency_ms`` is the median
+over ``repeat`` timings. Results are cached on disk by (model, bits key, board, target, threads);
+a cache file is written atomically and only after a successful measurement.
+
+With ``table=PATH`` (written by :mod:`bitswarm.hw.tvm_table`) the latency is predicted in
+microseconds from a calibrated per-layer table instead (source ``tvm-table``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+from bitswarm.boards import Board
+from bitswarm.hw.cost import Cost, LayerCost, register_cost
+from bitswarm.models import BitConfig, ZooEntry
+
+
+def cache_key(entry: ZooEntry, bits: BitConfig, board: Board, threads: int) -> str:
+    raw = json.dumps([entry.name, bits.key(), board.name, board.cpu.tvm_target, threads], sort_keys=True)
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+@register_cost("tvm")
+class TvmLatencyCost:
+    name = "tvm"
+    provides = ("latency_ms",)
+
+    def __init__(self, cache_dir: str | Path | None = None, repeat: int = 30, threads: int = 0,
+                 table: str | Path | None = None, timeout: float = 5.0, use_cache: bool = True) -> None:
+        if cache_dir is None:
+            from bitswarm.env import read_environment
+
+            cache_dir = read_environment().cache_dir
+        self.cache_dir = Path(cache_dir) / "tvm-cost"
+        self.repeat, self.threads, self.timeout, self.use_cache = repeat, threads, timeout, use_cache
+        self.table = None
+        if table is not None:
+            from bitswarm.hw.tvm_table import LatencyTable
+
+            self.table = LatencyTable.load(table)
+        self._stack = contextlib.ExitStack()
+        self._endpoints: dict[str, object] = {}
+        atexit.register(self.close)
+
+    # ---- RPC endpoint lifecycle ------------------------------------------------------------
+    def _endpoint(self, board: Board):
+        if board.name not in self._endpoints:
+            from bitswarm.hw.tvm_rpc import rpc_endpoint
+
+            self._endpoints[board.name] = self._stack.enter_context(rpc_endpoint(board, self.timeout))
+        return self._endpoints[board.name]
+
+    def close(self) -> None:
+        """Stop any RPC server this cost model started."""
+        self._endpoints.clear()
+        self._stack.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- measurement -----------------------------------------------------------------------
+    def measure(self, entry: ZooEntry, bits: BitConfig, board: Board) -> dict:
+        """Export, compile and time one configuration (no cache)."""
+        from bitswarm.flows.export import export_qonnx
+        from bitswarm.flows.tvm import compile_tvm
+        from bitswarm.hw.tvm_rpc import measure_rpc
+
+        addr = self._endpoint(board)  # fail fast on an unreachable board, before compiling
+        with tempfile.TemporaryDirectory(prefix="bitswarm-tvm-") as tmp:
+            qonnx = export_qonnx(entry.build(bits), entry.input_shape, Path(tmp) / "model.onnx", verify=False).path
+            build = compile_tvm(qonnx, board, Path(tmp) / "tvm", verify=False)
+            figures = measure_rpc(addr, build.lib_path, build.input_shape, repeat=self.repeat,
+                                  threads=self.threads, timeout=self.timeout)
+        return {**figures, "compile_seconds": build.seconds, "target": build.target}
+
+    def __call__(self, entry: ZooEntry, bits: BitConfig, board: Board) -> Cost:
+        if self.table is not None:
+            return self.table.predict(entry, bits, board)
+        path = self.cache_dir / f"{cache_key(entry, bits, board, self.threads)}.json"
+        if self.use_cache and path.exists():
+            data = json.loads(path.read_text())
+            return Cost("tvm-rpc", {"latency_ms": data["latency_ms"]}, (), {**data, "cached": True})
+        data = {"model": entry.name, "bits": bits.key(), "board": board.name, "threads": self.threads,
+                **self.measure(entry, bits, board)}
+        if self.use_cache:
+            _write_atomic(path, data)
+        return Cost("tvm-rpc", {"latency_ms": data["latency_ms"]}, (), {**data, "cached": False})
+
+
+def per_layer_costs(names: list[str], values: list[float]) -> tuple[LayerCost, ...]:
+    return tuple(LayerCost(n, {"latency_ms": v}) for n, v in zip(names, values, strict=True))

@@ -1,0 +1,54 @@
+"""``--cost tvm``: a real TVM RPC server on loopback, latency through it, constraints, cache, bad addresses."""
+
+import dataclasses
+import socket
+
+import pytest
+
+pytest.importorskip("tvm")
+
+from bitswarm.boards import RpcSpec, load_board  # noqa: E402
+from bitswarm.hw.cost import Constraint, get_cost_model  # noqa: E402
+from bitswarm.hw.tvm_rpc import RpcUnreachableError, free_port, port_is_free  # noqa: E402
+from bitswarm.models import get_model  # noqa: E402
+
+pytestmark = pytest.mark.tvm
+
+
+def test_latency_through_a_real_loopback_rpc_server(tmp_path):
+    entry = get_model("tfc")
+    bits = entry.uniform_bits(4, 4, keep_first_last=True)
+    with socket.socket() as taken:  # the configured port is busy: bitswarm picks a free one
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        board = dataclasses.replace(load_board("host"), rpc=RpcSpec("127.0.0.1", busy, True))
+        with get_cost_model("tvm", cache_dir=tmp_path, repeat=5) as cost_model:
+            cost = cost_model(entry, bits, board)
+            server_port = int(cost.meta["rpc"].split(":")[1])
+            assert server_port != busy and not port_is_free("127.0.0.1", server_port)
+            again = cost_model(entry, bits, board)
+        assert port_is_free("127.0.0.1", server_port)  # the server bitswarm started is stopped
+    assert cost.source == "tvm-rpc" and cost["latency_ms"] > 0 and cost.meta["cached"] is False
+    assert again.meta["cached"] is True and again["latency_ms"] == cost["latency_ms"]
+    assert Constraint("latency_ms", cost["latency_ms"] * 2).violation(cost) == 0
+    assert Constraint("latency_ms", cost["latency_ms"] / 4).violation(cost) == pytest.approx(3.0)
+    assert len(list((tmp_path / "tvm-cost").glob("*.json"))) == 1
+    assert not list((tmp_path / "tvm-cost").glob(".*"))
+
+
+def test_unreachable_rpc_address_is_one_clear_error_and_caches_nothing(tmp_path):
+    entry = get_model("tfc")
+    port = free_port()
+    board = dataclasses.replace(load_board("host"), rpc=RpcSpec("127.0.0.1", port, False))
+    with pytest.raises(RpcUnreachableError, match=f"board host at 127.0.0.1:{port} is unreachable"):
+        get_cost_model("tvm", cache_dir=tmp_path, timeout=2)(entry, entry.default_bits(), board)
+    assert not (tmp_path / "tvm-cost").exists() or not list((tmp_path / "tvm-cost").iterdir())
+
+
+def test_board_without_rpc_address_is_a_config_error(tmp_path):
+    from bitswarm.errors import ConfigError
+
+    entry = get_model("tfc")
+    with pytest.raises(ConfigError, match="field 'rpc.host': empty"):
+        get_cost_model("tvm", cache_dir=tmp_path)(entry, entry.default_bits(), load_board("pynq-z2"))
