@@ -47,13 +47,20 @@ def check_constraints(cost_name: str, constraints: tuple[Constraint, ...]) -> No
                               ", ".join(model.provides))
 
 
+def cost_options(spec: SearchSpec) -> dict:
+    """FINN folds for the constraint: the cheapest folding that meets a latency limit."""
+    latency = [c.limit for c in spec.constraints if c.quantity == "latency_ms"]
+    return {"max_latency_ms": min(latency)} if spec.cost == "finn" and latency else {}
+
+
 def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchSpec, run_dir: Path,
            env: Environment | None = None, progress: bool = True, on_eval=None) -> dict:
     if spec.algo not in SEARCHERS:
         raise ConfigError("--algo", "algo", f"unknown searcher {spec.algo!r}", ", ".join(SEARCHERS))
     check_constraints(spec.cost, spec.constraints)
     fp_state = {k: v.detach().clone() for k, v in fp_model.state_dict().items()}
-    problem = QuantProblem(entry, data, fp_state, board, get_cost_model(spec.cost), spec.constraints,
+    problem = QuantProblem(entry, data, fp_state, board, get_cost_model(spec.cost, **cost_options(spec)),
+                           spec.constraints,
                            spec.eval_recipe, spec.val_samples, spec.seed)
     space = Space.from_specs(entry.specs, board.bit_candidates, entry.default_bits())
     settings = SEARCHERS[spec.algo](spec.settings)

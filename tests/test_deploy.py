@@ -71,8 +71,8 @@ def _cfg(tmp_path, data_dir, **kw):
 def test_deploy_builds_a_complete_package(tmp_path, tiny_mnist_dir, doubles):
     pkg = D.deploy(_cfg(tmp_path, tiny_mnist_dir))
     assert pkg == tmp_path / "deploy" / "pynq-z2" / "r1"
-    for f in ("bits.yaml", "model.qonnx.onnx", "finn/estimate.json", "tvm-pynq-z2/model.so", "tvm-host/model.so", "runner/tvm_runner.py", "summary.json",
-              "report.html", "report.md", "report.json", "manifest.json"):
+    for f in ("bits.yaml", "model.qonnx.onnx", "finn/estimate.json", "tvm-pynq-z2/model.so", "tvm-host/model.so",
+              "runner/tvm_runner.py", "summary.json", "report.html", "report.md", "report.json", "manifest.json"):
         assert (pkg / f).exists(), f
     manifest = json.loads((pkg / "manifest.json").read_text())
     assert manifest["sha256"]["model.qonnx.onnx"] == hashlib.sha256((pkg / "model.qonnx.onnx").read_bytes()).hexdigest()

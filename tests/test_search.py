@@ -157,3 +157,13 @@ def test_cli_search_on_real_tfc_small(tmp_path, tiny_mnist_dir, monkeypatch, cap
     assert 0 < r["final"]["test_acc"] <= 1 and (tmp_path / "r" / "best_bits.yaml").exists()
     assert main(["search", "--max-lut", "1000", "--cost", "bitops"]) == 2
     assert "cost model 'bitops' does not provide it; allowed: avg_bits" in capsys.readouterr().err
+
+
+def test_compare_statistics():
+    from bitswarm.search.stats import markdown, summarize
+
+    rows = summarize({"a": [0.9, 0.91, 0.92, 0.93], "b": [0.5, 0.52, 0.51, 0.49], "c": [0.7, 0.71, 0.69, 0.72]}, "a")
+    by = {r["algo"]: r for r in rows}
+    assert by["a"]["friedman_rank"] == 1 and by["b"]["friedman_rank"] == 3
+    assert by["b"]["p_vs_a"] < 0.05 and by["a"]["friedman_p"] < 0.05
+    assert "| a |" in markdown(rows)
