@@ -37,6 +37,7 @@ class SearchSpec:
     val_samples: int | None = 2000
     final_recipe: Recipe | None = None  # the winner's long fine-tune (None: skip)
     seed: int = 0
+    budget: int | None = None  # max evaluations (termination between rounds); None: run all iterations
 
 
 def check_constraints(cost_name: str, constraints: tuple[Constraint, ...]) -> None:
@@ -68,9 +69,9 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
     searcher = (RandomSearch if spec.algo == "random" else BBPSO)(space, settings, spec.seed, imp)
     signature = {"model": entry.name, "board": board.name, "algo": spec.algo, "settings": repr(settings),
                  "cost": spec.cost, "constraints": [c.describe() for c in spec.constraints], "seed": spec.seed,
-                 "eval_recipe": spec.eval_recipe.key(), "candidates": list(space.candidates)}
+                 "eval_recipe": spec.eval_recipe.key(), "candidates": list(space.candidates), "budget": spec.budget}
     result = run_search(space, searcher, problem.evaluate, run_dir, signature, screening=settings.screening,
-                        seed=spec.seed, progress=progress, on_eval=on_eval)
+                        seed=spec.seed, progress=progress, on_eval=on_eval, budget=spec.budget)
     result["fp_val_acc"] = evaluate(fp_model, data.val.subset(spec.val_samples))
     if spec.final_recipe is not None:
         from bitswarm.models import BitConfig

@@ -28,16 +28,17 @@ def _write(path: Path, data) -> None:
 
 
 def run_search(space: Space, searcher, evaluate, run_dir: Path, signature: dict, *, screening: bool = True,
-               seed: int = 0, progress: bool = True, on_eval=None) -> dict:
-    """Drive ``searcher`` to its end; ``evaluate(bits) -> (fitness, violation, cost dict)``."""
+               seed: int = 0, progress: bool = True, on_eval=None, budget: int | None = None) -> dict:
+    """Drive ``searcher`` to its end (or until ``budget`` evaluations, checked between rounds);
+    ``evaluate(bits) -> (fitness, violation, cost dict)``."""
     run_dir.mkdir(parents=True, exist_ok=True)
     journal = Journal(run_dir / "journal.sqlite", signature)
     memory: dict[tuple, tuple[float, float, dict]] = {}
     calls, history, t0 = 0, [], time.time()
-    total = searcher.s.particles * (searcher.s.iterations + 1)
+    total = budget or searcher.s.particles * (searcher.s.iterations + 1)
     bar = tqdm(total=total, desc="search", unit="eval", disable=None if progress else True, mininterval=1.0)
     try:
-        while not searcher.done():
+        while not searcher.done() and (budget is None or calls < budget):
             positions, results = searcher.ask(), []
             for pos in positions:
                 if screening and pos in memory:

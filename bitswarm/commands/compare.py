@@ -30,14 +30,15 @@ def cmd_compare(args) -> int:
     results: dict[str, list[float]] = {a: [] for a in algos}
     for algo in algos:
         for seed in range(args.seeds):
-            base = BBPSOSettings(particles=args.particles, iterations=args.iters, gamma=args.gamma)
+            base = BBPSOSettings(particles=args.particles, iterations=10_000 if args.budget else args.iters,
+                                 gamma=args.gamma)
             ablation = {"bbpso-q-IN": {"importance_init": False}, "bbpso-q-SCP": {"screening": False},
                         "bbpso-q-LSP": {"local_search": False}}.get(algo, {})
             spec = SearchSpec(algo="bbpso-q" if algo.startswith("bbpso-q") else algo,
                               settings=replace(base, **ablation), cost=args.cost, constraints=constraints,
                               eval_recipe=replace(EVAL_RECIPE, epochs=args.eval_epochs,
                                                   max_train=args.eval_train_samples),
-                              val_samples=args.val_samples, seed=seed)
+                              val_samples=args.val_samples, seed=seed, budget=args.budget)
             r = search(entry, data, board, fp.model, spec, out / f"{algo}-s{seed}", env, progress=False)
             best = r["best"]
             results[algo].append(best["fitness"] if best["violation"] == 0 else 0.0)
@@ -66,6 +67,7 @@ def register(sub) -> None:
     sp.add_argument("--particles", type=int, default=6)
     sp.add_argument("--iters", type=int, default=5)
     sp.add_argument("--gamma", type=int, default=2)
+    sp.add_argument("--budget", type=int, default=None, help="equal evaluation budget per run (overrides --iters)")
     sp.add_argument("--eval-epochs", type=int, default=1)
     sp.add_argument("--eval-train-samples", type=int, default=2000)
     sp.add_argument("--val-samples", type=int, default=1000)

@@ -46,7 +46,7 @@ def cmd_search(args) -> int:
     final = scaled(qat_recipe(entry.dataset), args.final_epochs) if args.final_epochs != 0 else None
     spec = SearchSpec(algo=args.algo, settings=settings, cost=args.cost, constraints=constraints,
                       eval_recipe=replace(EVAL_RECIPE, epochs=args.eval_epochs, max_train=args.eval_train_samples),
-                      val_samples=args.val_samples, final_recipe=final, seed=args.seed)
+                      val_samples=args.val_samples, final_recipe=final, seed=args.seed, budget=args.budget)
     fp = train_float(entry, data, args.seed, fp_recipe(entry.dataset), env)
     run_dir = Path(args.run_dir or f"runs/{Path(entry.name.split(':')[0]).stem}-{board.name}-{args.algo}-s{args.seed}")
     r = search(entry, data, board, fp.model, spec, run_dir, env)
@@ -75,6 +75,7 @@ def register(sub) -> None:
         sp.add_argument("--" + k.replace("_", "-"), type=float, default=None, help=f"shortcut for {q}<=LIMIT")
     sp.add_argument("--particles", type=int, default=15, help="swarm size N (Table 4: 15)")
     sp.add_argument("--iters", type=int, default=20, help="iterations T (Table 4: 20)")
+    sp.add_argument("--budget", type=int, default=None, help="stop after this many evaluations (between rounds)")
     sp.add_argument("--gamma", type=int, default=5, help="local search every GAMMA iterations")
     sp.add_argument("--r", type=int, default=2, help="positions changed by the local search")
     sp.add_argument("--alpha", type=float, default=4.0, help="Eq. 5 normalisation range")
