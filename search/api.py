@@ -101,7 +101,11 @@ def run_small_search(cfg, entry: ZooEntry, pkg: Path):
                       cost="bitops", constraints=(Constraint("avg_bits", limit),),
                       eval_recipe=replace(EVAL_RECIPE, epochs=1, max_train=opts.get("eval_train", 4000)),
                       val_samples=2000, seed=cfg.seed)
-    result = search(entry, data, cfg.board, fp.model, spec, pkg / "search", cfg.env)
+    # FINN maps a 1-bit (bipolar) activation only before a binary (XNOR) layer; its HLS conversion
+    # rejects it in mixed configurations ("MultiThreshold out_scale must be 1"), so the deploy
+    # searches 2..8 bits (see NOTES.md)
+    board = replace(cfg.board, bit_candidates=tuple(b for b in cfg.board.bit_candidates if b >= 2))
+    result = search(entry, data, board, fp.model, spec, pkg / "search", cfg.env)
     history = json.loads((pkg / "search" / "history.json").read_text())
     from bitswarm.search.journal import Journal
 
