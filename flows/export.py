@@ -39,7 +39,8 @@ def export_qonnx(model: nn.Module, input_shape: tuple[int, ...], path: str | Pat
     example = torch.rand(1, *input_shape, generator=g) * 2 - 1
     tmp = path.with_suffix(".tmp.onnx")
     brevitas_export_qonnx(model, input_t=example, export_path=str(tmp))
-    cleanup(str(tmp), out_file=str(tmp))
+    cleanup(str(tmp), out_file=str(tmp))  # re-saved with its weights inside the .onnx
+    Path(str(tmp) + ".data").unlink(missing_ok=True)  # the exporter's external-data side file
     diff = verify_qonnx(model, tmp, input_shape, n_verify, seed + 1) if verify else float("nan")
     if verify and diff > atol:
         tmp.unlink(missing_ok=True)

@@ -10,6 +10,7 @@ def test_qonnx_export_matches_pytorch(name, tmp_path):
     net = e.build(e.default_bits())
     r = export_qonnx(net, e.input_shape, tmp_path / f"{name}.onnx")
     assert r.path.exists() and r.max_abs_diff < 1e-4
+    assert [p.name for p in tmp_path.iterdir()] == [f"{name}.onnx"]  # one self-contained file, no leftovers
 
 
 def test_one_bit_activations_export_to_the_same_function(tmp_path):
