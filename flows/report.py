@@ -47,7 +47,15 @@ def plot_bits(bits: dict) -> str:
 def plot_convergence(history: list[dict]) -> str:
     fig, ax = plt.subplots(figsize=(5, 2.8))
     it = [h["iteration"] for h in history]
-    ax.plot(it, [h["best_fitness"] for h in history], marker="o", color=COLORS["w"], label="best feasible fitness")
+    fit = [h["best_fitness"] for h in history]
+    ax.plot(it, fit, color=COLORS["w"], label="global best (Deb's rule)")
+    feas = [h.get("best_violation", 0) <= 0 for h in history]
+    pick = lambda want: ([i for i, f in zip(it, feas, strict=True) if f == want],
+                         [v for v, f in zip(fit, feas, strict=True) if f == want])
+    ax.scatter(*pick(True), color=COLORS["w"], zorder=3, label="feasible")
+    ax.scatter(*pick(False), facecolors="none", edgecolors=COLORS["bad"], zorder=3,
+               label="infeasible (violates the limit)")
+    ax.legend(fontsize=7, loc="lower right")
     ax.set_xlabel("iteration")
     ax.set_ylabel("validation accuracy")
     ax.set_title("Search convergence")
@@ -104,7 +112,7 @@ def plot_layers(per_layer: list[dict]) -> str:
 
 
 def plot_utilisation(total: dict, capacity: dict, limits: dict) -> str:
-    res = [r for r in RESOURCES if capacity.get(r)]
+    res = [r for r in RESOURCES if capacity.get(r) and r in total]  # FINN estimates no FF: not drawn
     used = [100 * total.get(r, 0) / capacity[r] for r in res]
     fig, ax = plt.subplots(figsize=(5, 2.8))
     colors = [COLORS["bad"] if u > 100 * limits.get(r, 1) else COLORS["ok"] for u, r in zip(used, res, strict=True)]
