@@ -47,7 +47,7 @@ report: install
 	$(PY) -m bitswarm report $(RUN)
 
 bench: install
-	$(PY) bench/run_all.py
+	$(PY) bench/bench_train.py --model tfc --bits fp w2a2 w1a1 default
 
 clean:
 	rm -rf runs deploy .pytest_cache

@@ -59,6 +59,10 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
     if spec.algo not in SEARCHERS:
         raise ConfigError("--algo", "algo", f"unknown searcher {spec.algo!r}", ", ".join(SEARCHERS))
     check_constraints(spec.cost, spec.constraints)
+    if spec.cost in ("finn", "surrogate"):  # what FINN cannot map is found before any long work
+        from bitswarm.models.finn_support import check_finn_support
+
+        check_finn_support(entry.build(entry.default_bits()))
     fp_state = {k: v.detach().clone() for k, v in fp_model.state_dict().items()}
     problem = QuantProblem(entry, data, fp_state, board, get_cost_model(spec.cost, **cost_options(spec)),
                            spec.constraints,

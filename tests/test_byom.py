@@ -116,3 +116,13 @@ def test_cli_trains_user_model_on_npz(tmp_path, capsys, monkeypatch):
     assert not list(FIX.glob("*-fp-*"))  # nothing written next to the user's file
     assert main(["train", "--model", CNN, "--board", "host"]) == 2
     assert "needs a dataset" in capsys.readouterr().err
+
+
+def test_finn_search_on_unmappable_model_fails_before_training(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("BITSWARM_CACHE_DIR", str(tmp_path / "cache"))
+    _npz(tmp_path / "d.npz", n=100, shape=(32, 32, 3))
+    rc = main(["search", "--model", f"{FIX}/byom_cnn.py:build_with_gelu", "--dataset", str(tmp_path / "d.npz"),
+               "--cost", "finn", "--max-lut", "20000", "--run-dir", str(tmp_path / "run")])
+    assert rc == 2
+    assert "FINN cannot map 2 layer(s): features.2 (GELU is not supported)" in capsys.readouterr().err
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()  # no training, no journal

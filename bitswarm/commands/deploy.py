@@ -27,6 +27,19 @@ def cmd_deploy(args) -> int:
                        command=" ".join(shlex.quote(a) for a in ["bitswarm", *sys.argv[1:]]), tvm=not args.no_tvm)
     t0 = time.time()
     pkg = deploy(cfg, on_step=lambda name: print(f"[deploy {time.time() - t0:6.1f}s] {name}", flush=True))
+    import json
+
+    summary = json.loads((pkg / "summary.json").read_text())
+    acc, finn = summary.get("accuracy") or {}, summary.get("finn") or {}
+    if acc:
+        print(f"accuracy ({summary.get('dataset_note')}): float test {acc['fp_test']:.2%}, "
+              f"quantized val {acc['val']:.2%}, quantized test {acc['test']:.2%}")
+    if finn.get("total"):
+        t = finn["total"]
+        print(f"FINN estimate: {t['lut']:,.0f} LUT, {t['bram18']:.0f} BRAM18, {t['dsp']:.0f} DSP, "
+              f"{t['throughput_fps']:,.0f} FPS")
+    if finn.get("missing_tool") or finn.get("unsupported"):
+        print(f"FINN: {finn.get('missing_tool') or finn.get('unsupported')}")
     print(f"package: {pkg}  ({time.time() - t0:.0f} s)\nreport:  {pkg / 'report.html'}")
     return 0
 

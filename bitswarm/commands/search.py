@@ -47,6 +47,10 @@ def cmd_search(args) -> int:
     spec = SearchSpec(algo=args.algo, settings=settings, cost=args.cost, constraints=constraints,
                       eval_recipe=replace(EVAL_RECIPE, epochs=args.eval_epochs, max_train=args.eval_train_samples),
                       val_samples=args.val_samples, final_recipe=final, seed=args.seed, budget=args.budget)
+    if args.cost in ("finn", "surrogate"):  # what FINN cannot map is found before any long work
+        from bitswarm.models.finn_support import check_finn_support
+
+        check_finn_support(entry.build(entry.default_bits()))
     fp = train_float(entry, data, args.seed, fp_recipe(entry.dataset), env)
     run_dir = Path(args.run_dir or f"runs/{Path(entry.name.split(':')[0]).stem}-{board.name}-{args.algo}-s{args.seed}")
     r = search(entry, data, board, fp.model, spec, run_dir, env)
