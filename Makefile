@@ -37,12 +37,13 @@ train: install
 	$(PY) -m bitswarm train --model $(MODEL) --board $(BOARD)
 
 search: install
-	$(PY) -m bitswarm search --model $(MODEL) --board $(BOARD)
+	$(PY) -m bitswarm search --model $(MODEL) --board $(BOARD) --max-avg-bits $(or $(MAX_AVG_BITS),3)
 
 deploy: install
-	$(PY) -m bitswarm train --model $(MODEL) --board $(BOARD)
+	$(PY) -m bitswarm deploy --board $(BOARD) --model $(MODEL) $(if $(CONFIG),--config $(CONFIG))
 
 report: install
+	@test -n "$(RUN)" || { echo "usage: make report RUN=deploy/<board>/<run-id>"; exit 2; }
 	$(PY) -m bitswarm report $(RUN)
 
 bench: install

@@ -27,6 +27,7 @@ class Recipe:
     weight_decay: float = 0.0
     augment: bool = False  # random crop (pad 4) + horizontal flip, for CIFAR
     max_train: int | None = None  # use only the first N training samples (searches)
+    optimizer: str = "adam"  # "adam" or "sgd" (momentum 0.9, as the BBPSO-Quantizer paper's §5.3.1)
 
     def key(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -80,7 +81,9 @@ def train(model: nn.Module, data: Dataset, recipe: Recipe, seed: int, ckpt_dir: 
     st = torch.load(state_path, weights_only=False) if state_path is not None and state_path.exists() else None
     if st is not None:  # before the optimizer exists: Brevitas may re-create parameters on load
         model.load_state_dict(st["model"])
-    opt = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    opt = (torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay)
+           if recipe.optimizer == "sgd" else
+           torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, recipe.epochs))
     start = 0
     if st is not None:

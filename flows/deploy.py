@@ -148,16 +148,36 @@ def step_finn(state: State, cfg: DeployConfig) -> State:
                               "steps": [{"step": n, "seconds": s} for n, s in r.steps], "meta": dict(est.meta)}}
 
 
+def _run_runner(pkg: Path, lib: Path, repeat: int = 30) -> dict:
+    """Time a host library with the package's own standalone runner (what a board runs)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(pkg / "runner" / "tvm_runner.py"), str(lib), "--repeat", str(repeat)],
+                         capture_output=True, text=True, timeout=600, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def step_tvm(state: State, cfg: DeployConfig) -> State:
     if not cfg.tvm:
         return {**state, "tvm": []}
-    from bitswarm.flows.tvm import compile_tvm
+    from bitswarm.boards import load_board
+    from bitswarm.flows.tvm import compile_tvm, is_host_target
 
-    r = compile_tvm(Path(state["qonnx"]), cfg.board, _pkg(state) / "tvm", input_shape=tuple(state["input_shape"]))
-    item = {"target": json.dumps(r.target) if isinstance(r.target, dict) else str(r.target),
-            "lib": str(Path(r.lib_path).relative_to(_pkg(state))), "latency_ms": getattr(r, "latency_ms", None),
-            "verified_max_abs_diff": r.verified_max_abs_diff}
-    return {**state, "tvm": [item]}
+    pkg = _pkg(state)
+    (pkg / "runner").mkdir(exist_ok=True)
+    shutil.copyfile(Path(__file__).with_name("tvm_runner.py"), pkg / "runner" / "tvm_runner.py")
+    shape = tuple(state["input_shape"])
+    items = []
+    boards = [cfg.board] if is_host_target(cfg.board.cpu.tvm_target) else [cfg.board, load_board("host")]
+    for board in boards:
+        r = compile_tvm(Path(state["qonnx"]), board, pkg / f"tvm-{board.name}", input_shape=shape)
+        item = {"target": f"{board.name}: {json.dumps(r.target)}", "lib": str(Path(r.lib_path).relative_to(pkg)),
+                "verified_max_abs_diff": r.verified_max_abs_diff, "latency_ms": None}
+        if is_host_target(board.cpu.tvm_target):
+            item["latency_ms"] = _run_runner(pkg, Path(r.lib_path))["latency_ms_median"]
+        items.append(item)
+    return {**state, "tvm": items}
 
 
 def step_uniform(state: State, cfg: DeployConfig) -> State:

@@ -34,7 +34,7 @@ from torch import nn
 
 from bitswarm.errors import ConfigError
 from bitswarm.models.bitconfig import BitConfig, LayerSpec
-from bitswarm.models.quant import FLOAT, _weight_kwargs, qinput
+from bitswarm.models.quant import FLOAT, _weight_kwargs, qinput, qrelu
 
 DATASET_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 FLOAT_ACTS = (nn.ReLU, nn.ReLU6)
@@ -131,6 +131,13 @@ def quantize_float(model: nn.Module, bits: BitConfig) -> nn.Module:
     return _with_input_quant(q, qinput(bits["input_quant"].a))
 
 
+def replace_module_by_name(model: nn.Module, name: str, new: nn.Module) -> None:
+    """Brevitas' own instance replacement at a module path."""
+    from brevitas.graph.base import ModuleInstanceToModuleInstance
+
+    ModuleInstanceToModuleInstance(model.get_submodule(name), new).apply(model)
+
+
 def _replace_layers(q: nn.Module, bits: BitConfig) -> None:
     for name, b in bits.layers:
         if name == "input_quant":
@@ -141,9 +148,7 @@ def _replace_layers(q: nn.Module, bits: BitConfig) -> None:
         elif isinstance(m, nn.Linear):
             ModuleToModuleByName(name, qnn.QuantLinear, **_weight_kwargs(b.w)).apply(q)
         elif isinstance(m, FLOAT_ACTS) and b.a not in (None, FLOAT):
-            from brevitas.quant import Uint8ActPerTensorFloat
-
-            ModuleToModuleByName(name, qnn.QuantReLU, act_quant=Uint8ActPerTensorFloat, bit_width=b.a).apply(q)
+            replace_module_by_name(q, name, qrelu(b.a))
 
 
 def requantize_brevitas(model: nn.Module, bits: BitConfig) -> nn.Module:

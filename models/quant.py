@@ -55,10 +55,17 @@ def qlinear(cin: int, cout: int, w_bits: int | None, bias: bool = False) -> qnn.
     return qnn.QuantLinear(cin, cout, bias=bias, **_weight_kwargs(w_bits))
 
 
-def qrelu(a_bits: int | None) -> qnn.QuantReLU:
-    """ReLU whose output has ``a_bits`` unsigned bits (float ReLU for 32/None)."""
+def qrelu(a_bits: int | None) -> qnn.QuantReLU | qnn.QuantIdentity:
+    """ReLU whose output has ``a_bits`` unsigned bits (float ReLU for 32/None).
+
+    One bit is the bipolar sign activation of binarised networks ({-1, +1}, as Brevitas'
+    bnn_pynq): QONNX and FINN read a 1-bit quantizer as bipolar, so an unsigned {0, s} one-bit
+    ReLU would export to a different function (caught by the export check: max diff 3.3).
+    """
     if a_bits is None or a_bits == FLOAT:
         return qnn.QuantReLU(act_quant=None)
+    if a_bits == 1:
+        return qnn.QuantIdentity(act_quant=SignedBinaryActPerTensorConst)
     return qnn.QuantReLU(act_quant=Uint8ActPerTensorFloat, bit_width=a_bits)
 
 

@@ -84,6 +84,26 @@ def test_surgery_keeps_surviving_filters_outputs():
     assert torch.allclose(a, b, atol=1e-6)
 
 
-def test_resnet_is_refused_clearly():
+def test_resnet_inner_convs_pruned_residuals_consistent(tmp_path):
+    e = nets.entry("resnet20")
+    torch.manual_seed(0)
+    m = e.build(e.default_bits()).eval()
+    res = ocnna.ocnna(m, "resnet20", _dvar(16, (3, 32, 32)), k=60)
+    assert len(res.keep) == 9 and all(c.endswith(".conv1") for c in res.keep)
+    for c, idx in res.keep.items():
+        block = m.get_submodule(c.rpartition(".")[0])
+        assert block.conv1.out_channels == block.bn1.num_features == block.conv2.in_channels == len(idx)
+        assert block.conv2.out_channels == block.bn2.num_features  # block outputs keep their width
+    assert 0 < res.rpr < 1 and res.params_after == surgery.count_params(m)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        y = m(x)
+    assert y.shape == (2, 10)
+    artifacts.save_result(tmp_path, m, e.default_bits(), {"model": "resnet20", "keep": res.keep}, {})
+    with torch.no_grad():
+        assert torch.allclose(artifacts.load_result(tmp_path).model(x), y, atol=1e-5)
+
+
+def test_unsupported_model_is_refused_clearly():
     with pytest.raises(ConfigError, match="not implemented"):
-        surgery.conv_chain(torch.nn.Module(), "resnet20")
+        surgery.sites(torch.nn.Module(), "mobilenetv2")

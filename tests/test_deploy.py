@@ -52,7 +52,8 @@ def doubles(monkeypatch):
         return FakeTvm(out_dir / "model.so", board.cpu.tvm_target, input_shape, None, 0.1)
 
     monkeypatch.setitem(sys.modules, "bitswarm.flows.finn", types.SimpleNamespace(build_finn=build_finn))
-    monkeypatch.setitem(sys.modules, "bitswarm.flows.tvm", types.SimpleNamespace(compile_tvm=compile_tvm))
+    monkeypatch.setitem(sys.modules, "bitswarm.flows.tvm",
+                        types.SimpleNamespace(compile_tvm=compile_tvm, is_host_target=lambda target: False))
 
 
 def _cfg(tmp_path, data_dir, **kw):
@@ -70,8 +71,8 @@ def _cfg(tmp_path, data_dir, **kw):
 def test_deploy_builds_a_complete_package(tmp_path, tiny_mnist_dir, doubles):
     pkg = D.deploy(_cfg(tmp_path, tiny_mnist_dir))
     assert pkg == tmp_path / "deploy" / "pynq-z2" / "r1"
-    for f in ("bits.yaml", "model.qonnx.onnx", "finn/estimate.json", "tvm/model.so", "summary.json",
-              "report.html", "report.md", "report.json", "manifest.json"):
+    for f in ("bits.yaml", "model.qonnx.onnx", "finn/estimate.json", "tvm-pynq-z2/model.so", "tvm-host/model.so",
+              "runner/tvm_runner.py", "summary.json", "report.html", "report.md", "report.json", "manifest.json"):
         assert (pkg / f).exists(), f
     manifest = json.loads((pkg / "manifest.json").read_text())
     assert manifest["sha256"]["model.qonnx.onnx"] == hashlib.sha256((pkg / "model.qonnx.onnx").read_bytes()).hexdigest()
@@ -119,3 +120,26 @@ def test_deploy_a_qonnx_file_without_search(tmp_path, tiny_mnist_dir, doubles):
     assert (pkg / "model.qonnx.onnx").read_bytes() == onnx.read_bytes()
     summary = json.loads((pkg / "summary.json").read_text())
     assert summary["bits"] is None and summary["finn"]["total"]["lut"] > 0 and (pkg / "report.html").exists()
+
+
+def test_deploy_with_small_search(tmp_path, tiny_mnist_dir, doubles):
+    cfg = _cfg(tmp_path, tiny_mnist_dir, bits_file=None, search={"particles": 3, "iters": 1, "eval_train": 500})
+    pkg = D.deploy(cfg)
+    summary = json.loads((pkg / "summary.json").read_text())
+    assert summary["search"]["history"] and len(summary["search"]["evaluations"]) >= 3
+    assert (pkg / "search" / "journal.sqlite").exists() and (pkg / "bits.yaml").exists()
+    assert "Accuracy vs cost" in (pkg / "report.html").read_text()
+
+
+@pytest.mark.finn
+@pytest.mark.tvm
+def test_deploy_end_to_end_with_real_finn_and_tvm(tmp_path, tiny_mnist_dir, monkeypatch):
+    """No doubles: finn-plus estimates + codegen, TVM ARM cross-compile + host build timed by the runner."""
+    monkeypatch.setitem(sys.modules, "bitswarm.flows.finn", __import__("bitswarm.flows.finn").flows.finn)
+    pkg = D.deploy(_cfg(tmp_path, tiny_mnist_dir))
+    s = json.loads((pkg / "summary.json").read_text())
+    assert s["finn"]["total"]["lut"] > 0 and s["finn"]["missing_tool"]
+    assert list((pkg / "finn" / "codegen").iterdir())
+    arm, host = s["tvm"]
+    assert (pkg / arm["lib"]).read_bytes()[:4] == b"\x7fELF" and arm["latency_ms"] is None
+    assert host["latency_ms"] > 0 and host["verified_max_abs_diff"] < 1e-3

@@ -50,7 +50,7 @@ def cmd_prune(args) -> int:
 
 
 def register(sub) -> None:
-    sp = sub.add_parser("prune", help="OCNNA filter pruning (CNV-like CNNs) with fine-tuning",
+    sp = sub.add_parser("prune", help="OCNNA filter pruning (cnv, smallcnn, resnet*) with fine-tuning",
                         description="Rank each conv layer's filters by OCNNA importance (PCA 95%% -> Frobenius "
                                     "norm -> coefficient of variation over D_var images), keep those at or above "
                                     "the k-th percentile, rebuild the smaller Brevitas model and fine-tune it. "

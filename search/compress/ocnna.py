@@ -14,8 +14,10 @@ For each convolutional layer l and filter m, on a ``D_var`` subset of the traini
 Importance is computed from the original model for all layers (Algorithm 1 calls
 ``model.predict`` on the given model), filters are processed in parallel by a thread pool
 (§3.3; torch's SVD releases the GIL), then :mod:`surgery` builds the smaller Brevitas model and
-it is fine-tuned. RPR (Eq. 7) = NP_S / NP_O. Deviations (NOTES.md): D_var is the first
-``n`` training images, not a class-balanced 10%; fine-tuning uses this repo's Adam recipe.
+it is fine-tuned. In ResNets only the inner conv of each basic block is pruned (see
+:mod:`surgery`), so residual additions stay consistent. RPR (Eq. 7) = NP_S / NP_O.
+Deviations (NOTES.md): D_var is the first ``n`` training images, not a class-balanced 10%;
+fine-tuning uses this repo's Adam recipe.
 """
 
 from __future__ import annotations
@@ -65,13 +67,16 @@ def select(importance: np.ndarray, k: float) -> list[int]:
 
 
 @torch.no_grad()
-def layer_outputs(model: nn.Module, convs: list[str], dvar: Split, batch_size: int = 250) -> dict[str, torch.Tensor]:
-    """Each conv's block output (after BN and activation, before pooling) on ``dvar``."""
+def layer_outputs(model: nn.Module, convs: list[surgery.Site], dvar: Split,
+                  batch_size: int = 250) -> dict[str, torch.Tensor]:
+    """Each prunable conv's output after its BN and activation (before pooling) on ``dvar``."""
     model.eval()
-    outs: dict[str, list[torch.Tensor]] = {c: [] for c in convs}
-    hooks = [model.features[i][1].register_forward_hook(
-        lambda _m, _i, o, c=c: outs[c].append(torch.as_tensor(o.value if hasattr(o, "value") else o).detach()))
-        for i, c in enumerate(convs)]
+    outs: dict[str, list[torch.Tensor]] = {s.conv: [] for s in convs}
+
+    def hook(name):
+        return lambda _m, _i, o: outs[name].append(torch.as_tensor(o.value if hasattr(o, "value") else o).detach())
+
+    hooks = [model.get_submodule(s.act).register_forward_hook(hook(s.conv)) for s in convs]
     try:
         for i in range(0, len(dvar), batch_size):
             model(normalize(dvar.x[i:i + batch_size]))
@@ -96,7 +101,7 @@ class OCNNAResult:
 
 def ocnna(model: nn.Module, model_name: str, dvar: Split, k: float, workers: int = 2) -> OCNNAResult:
     """Score every conv filter on ``dvar``, keep the top of each layer, shrink ``model`` in place."""
-    convs = surgery.conv_chain(model, model_name)
+    convs = surgery.sites(model, model_name)
     before = surgery.count_params(model)
     outs = layer_outputs(model, convs, dvar)
     importance = {c: filter_importance(o, workers) for c, o in outs.items()}

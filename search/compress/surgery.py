@@ -1,14 +1,23 @@
 """Filter surgery on Brevitas CNNs: keep given output filters of each conv, shrink what follows.
 
-Supported layouts: CNV-like chains (``conv{i}`` followed by ``features[i]`` = BN, activation[,
-pool], the last conv feeding ``fc0`` through a flatten) — ``cnv`` and ``smallcnn``. Each kept
-conv is rebuilt with fewer output channels (weights and per-channel weight scales sliced), its
-BN is sliced, and the next conv's input channels (or ``fc0``'s input columns, channel-major
-after flatten) follow. ResNets are not supported yet (residual additions need the filters of a
-whole stage kept together): :func:`conv_chain` raises a ``ConfigError`` for them.
+A *prune site* is a conv whose output filters may be dropped, with the BN and activation that
+follow it and the one layer consuming its output:
+
+* CNV-like chains (``cnv``, ``smallcnn``): ``conv{i}`` -> ``features[i]`` (BN, activation
+  [, pool]) -> ``conv{i+1}``, the last one -> ``fc0`` through a channel-major flatten;
+* ResNets (``resnet20/32/56``): the *inner* conv of every basic block, ``layer{s}.{b}.conv1`` ->
+  ``bn1``, ``act1`` -> ``conv2``. The block outputs (``conv2``, shortcut, ``conv0``) keep all
+  their channels, so every residual addition stays shape-consistent (the usual scheme for
+  pruning ResNets; pruning stage widths would need one kept set per stage — not done).
+
+Each pruned conv is rebuilt with fewer output channels (weights and per-channel weight scales
+sliced), its BN is sliced, and the consumer's input channels (or ``fc0``'s input columns)
+follow. New modules copy the old module's train/eval mode.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -17,14 +26,42 @@ from bitswarm.errors import ConfigError
 from bitswarm.models.quant import qconv, qlinear
 
 CHAIN_MODELS = ("cnv", "smallcnn")
+RESNETS = ("resnet20", "resnet32", "resnet56")
+
+
+@dataclass(frozen=True)
+class Site:
+    conv: str  # dotted module paths
+    bn: str
+    act: str  # its output is what OCNNA scores
+    consumer: str
+
+
+def sites(model: nn.Module, model_name: str) -> list[Site]:
+    """The prunable convs of ``model``, in forward order."""
+    if model_name in CHAIN_MODELS:
+        n = len(model.features)
+        return [Site(f"conv{i}", f"features.{i}.0", f"features.{i}.1", f"conv{i + 1}" if i + 1 < n else "fc0")
+                for i in range(n)]
+    if model_name in RESNETS:
+        out = []
+        for s in (1, 2, 3):
+            for b in range(len(getattr(model, f"layer{s}"))):
+                p = f"layer{s}.{b}"
+                out.append(Site(f"{p}.conv1", f"{p}.bn1", f"{p}.act1", f"{p}.conv2"))
+        return out
+    raise ConfigError("--model", "model", f"filter pruning of '{model_name}' is not implemented",
+                      ", ".join(CHAIN_MODELS + RESNETS))
 
 
 def conv_chain(model: nn.Module, model_name: str) -> list[str]:
     """Names of the prunable convs, in order."""
-    if model_name not in CHAIN_MODELS:
-        raise ConfigError("--model", "model", f"filter pruning of '{model_name}' is not implemented",
-                          ", ".join(CHAIN_MODELS))
-    return [f"conv{i}" for i in range(len(model.features))]
+    return [s.conv for s in sites(model, model_name)]
+
+
+def _set(model: nn.Module, path: str, module: nn.Module) -> None:
+    parent, _, name = path.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, name, module)
 
 
 def _w_bits(m: nn.Module) -> int:
@@ -78,22 +115,24 @@ def _new_linear(old: nn.Module, channels: int, idx) -> nn.Module:
 
 def apply_keep(model: nn.Module, model_name: str, keep: dict[str, list[int]]) -> nn.Module:
     """Keep only filters ``keep[conv]`` (sorted indices) of each listed conv; in place."""
-    convs = conv_chain(model, model_name)
-    unknown = set(keep) - set(convs)
+    all_sites = sites(model, model_name)
+    unknown = set(keep) - {s.conv for s in all_sites}
     if unknown:
-        raise ConfigError("arch.json", "keep", f"unknown conv layers {sorted(unknown)}", ", ".join(convs))
-    in_idx, last_cout = None, 0
-    for i, name in enumerate(convs):
-        old = getattr(model, name)
-        last_cout = old.out_channels
-        out_idx = torch.as_tensor(sorted(keep[name]), dtype=torch.long) if name in keep else None
-        if out_idx is not None or in_idx is not None:
-            setattr(model, name, _new_conv(old, out_idx, in_idx))
-        if out_idx is not None:
-            model.features[i][0] = _new_bn(model.features[i][0], out_idx)
-        in_idx = out_idx
-    if in_idx is not None:
-        model.fc0 = _new_linear(model.fc0, last_cout, in_idx)
+        raise ConfigError("arch.json", "keep", f"unknown conv layers {sorted(unknown)}",
+                          ", ".join(s.conv for s in all_sites))
+    for site in all_sites:
+        if site.conv not in keep:
+            continue
+        idx = torch.as_tensor(sorted(keep[site.conv]), dtype=torch.long)
+        conv = model.get_submodule(site.conv)
+        channels = conv.out_channels
+        _set(model, site.conv, _new_conv(conv, idx, None))
+        _set(model, site.bn, _new_bn(model.get_submodule(site.bn), idx))
+        consumer = model.get_submodule(site.consumer)
+        if isinstance(consumer, nn.Conv2d):
+            _set(model, site.consumer, _new_conv(consumer, None, idx))
+        else:
+            _set(model, site.consumer, _new_linear(consumer, channels, idx))
     return model
 
 

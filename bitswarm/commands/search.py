@@ -1,0 +1,91 @@
+"""`bitswarm search`: BBPSO-Quantizer (or a baseline) under hardware constraints."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from bitswarm.commands.core import add_common
+from bitswarm.errors import ConfigError
+
+SHORTCUTS = {"max_avg_bits": "avg_bits", "max_latency_ms": "latency_ms", "max_lut": "lut",
+             "max_bram18": "bram18", "max_dsp": "dsp", "max_bops": "bops"}
+
+
+def parse_constraints(args):
+    from bitswarm.hw.cost import Constraint
+
+    out = []
+    for text in args.constraint or []:
+        m = re.fullmatch(r"\s*([a-z0-9_]+)\s*<=\s*([0-9.eE+-]+)\s*", text)
+        if not m:
+            raise ConfigError("--constraint", "constraint", f"cannot read {text!r}", "QUANTITY<=LIMIT, e.g. lut<=30000")
+        out.append(Constraint(m.group(1), float(m.group(2))))
+    out += [Constraint(q, float(getattr(args, k))) for k, q in SHORTCUTS.items() if getattr(args, k) is not None]
+    return tuple(out)
+
+
+def cmd_search(args) -> int:
+    from bitswarm.boards import load_board
+    from bitswarm.env import read_environment
+    from bitswarm.search.api import SearchSpec, check_constraints, search
+    from bitswarm.search.bbpso import BBPSOSettings
+    from bitswarm.search.problem import EVAL_RECIPE
+    from bitswarm.workflow import fp_recipe, qat_recipe, resolve_model_and_data, scaled, set_threads, train_float
+
+    set_threads(args.threads)
+    constraints = parse_constraints(args)
+    check_constraints(args.cost, constraints)  # before any long work
+    board = load_board(args.board)
+    env = read_environment()
+    entry, data, _ = resolve_model_and_data(args.model, args.dataset, args.data_dir, env, args.weights)
+    settings = BBPSOSettings(particles=args.particles, iterations=args.iters, importance_init=not args.no_init,
+                             screening=not args.no_screening, local_search=not args.no_local_search,
+                             gamma=args.gamma, r_changes=args.r, alpha=args.alpha, beta=args.beta)
+    final = scaled(qat_recipe(entry.dataset), args.final_epochs) if args.final_epochs != 0 else None
+    spec = SearchSpec(algo=args.algo, settings=settings, cost=args.cost, constraints=constraints,
+                      eval_recipe=replace(EVAL_RECIPE, epochs=args.eval_epochs, max_train=args.eval_train_samples),
+                      val_samples=args.val_samples, final_recipe=final, seed=args.seed, budget=args.budget)
+    fp = train_float(entry, data, args.seed, fp_recipe(entry.dataset), env)
+    run_dir = Path(args.run_dir or f"runs/{Path(entry.name.split(':')[0]).stem}-{board.name}-{args.algo}-s{args.seed}")
+    r = search(entry, data, board, fp.model, spec, run_dir, env)
+    best = r["best"]
+    print(f"best ({r['evaluations']} evaluations, {r['wall_s']:.0f} s): val {best['fitness']:.2%}, "
+          f"violation {best['violation']:.3g}, " + ", ".join(f"{c.quantity}={best['cost'][c.quantity]:.4g}"
+                                                              for c in constraints))
+    if "final" in r:
+        f = r["final"]
+        print(f"after final fine-tune: val {f['val_acc']:.2%}, test {f['test_acc']:.2%} "
+              f"(float test {f['fp_test_acc']:.2%}; ΔAccuracy {f['test_acc'] - f['fp_test_acc']:+.2%})")
+    print(f"run dir: {run_dir}")
+    return 0
+
+
+def register(sub) -> None:
+    sp = sub.add_parser("search", help="search per-layer bit-widths under hardware constraints",
+                        description="BBPSO-Quantizer (bbpso-q) or a baseline (bbpso, random) maximising "
+                                    "validation accuracy subject to cost constraints; every evaluation is "
+                                    "journalled in RUN_DIR/journal.sqlite and a re-run of the same command resumes.")
+    add_common(sp)
+    sp.add_argument("--algo", default="bbpso-q", help="bbpso-q (default), bbpso, random")
+    sp.add_argument("--cost", default="bitops", help="cost model: bitops (default), qonnx, finn, surrogate, tvm")
+    sp.add_argument("--constraint", action="append", help="QUANTITY<=LIMIT (repeatable), e.g. lut<=30000")
+    for k, q in SHORTCUTS.items():
+        sp.add_argument("--" + k.replace("_", "-"), type=float, default=None, help=f"shortcut for {q}<=LIMIT")
+    sp.add_argument("--particles", type=int, default=15, help="swarm size N (Table 4: 15)")
+    sp.add_argument("--iters", type=int, default=20, help="iterations T (Table 4: 20)")
+    sp.add_argument("--budget", type=int, default=None, help="stop after this many evaluations (between rounds)")
+    sp.add_argument("--gamma", type=int, default=5, help="local search every GAMMA iterations")
+    sp.add_argument("--r", type=int, default=2, help="positions changed by the local search")
+    sp.add_argument("--alpha", type=float, default=4.0, help="Eq. 5 normalisation range")
+    sp.add_argument("--beta", type=float, default=1.0, help="Eq. 5 scale, in [0.5, 1]")
+    sp.add_argument("--no-init", action="store_true", help="ablation -IN: random initialisation")
+    sp.add_argument("--no-screening", action="store_true", help="ablation -SCP: re-evaluate duplicates")
+    sp.add_argument("--no-local-search", action="store_true", help="ablation -LSP")
+    sp.add_argument("--eval-epochs", type=int, default=2, help="QAT epochs per evaluation (paper: 2)")
+    sp.add_argument("--eval-train-samples", type=int, default=None, help="training samples per evaluation")
+    sp.add_argument("--val-samples", type=int, default=None, help="validation samples per evaluation")
+    sp.add_argument("--final-epochs", type=int, default=None, help="final fine-tune epochs of the winner (0: skip)")
+    sp.add_argument("--run-dir", default=None, help="journal + results (default runs/<model>-<board>-<algo>-s<seed>)")
+    sp.set_defaults(fn=cmd_search)

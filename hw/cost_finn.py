@@ -1,0 +1,22 @@
+"""``--cost finn``: finn-plus' resource and cycle estimates through the warm worker (cached)."""
+
+from __future__ import annotations
+
+from bitswarm.hw.cost import Cost, register_cost
+from bitswarm.hw.finn_estimate import finn_estimate, target_fps_for_latency
+
+
+@register_cost("finn")
+class FinnCost:
+    name = "finn"
+    provides = ("lut", "bram18", "uram", "dsp", "cycles", "latency_ms", "throughput_fps")
+
+    def __init__(self, target_fps: int | None = None, max_latency_ms: float | None = None, cache_dir=None):
+        from bitswarm.env import read_environment
+
+        self.cache_dir = cache_dir or read_environment().cache_dir
+        # folding policy: the cheapest folding that meets a latency limit, else a fixed throughput target
+        self.target_fps = target_fps or (target_fps_for_latency(max_latency_ms) if max_latency_ms else 10000)
+
+    def __call__(self, entry, bits, board) -> Cost:
+        return finn_estimate(entry, bits, board, self.cache_dir, self.target_fps)

@@ -1,0 +1,117 @@
+"""One call for a whole search: float model, problem, searcher, run, final fine-tune, test accuracy."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from bitswarm.boards import Board
+from bitswarm.data import Dataset
+from bitswarm.env import Environment
+from bitswarm.errors import ConfigError
+from bitswarm.hw.cost import Constraint, get_cost_model
+from bitswarm.models import ZooEntry
+from bitswarm.search.bbpso import BBPSO, BBPSOSettings, RandomSearch, layer_importance
+from bitswarm.search.problem import EVAL_RECIPE, QuantProblem, importance_norms
+from bitswarm.search.runner import run_search
+from bitswarm.search.space import Space
+from bitswarm.train import Recipe, evaluate
+
+SEARCHERS = {
+    "bbpso-q": lambda s: s,
+    "bbpso": lambda s: replace(s, importance_init=False, local_search=False, update="eq2"),
+    "random": lambda s: replace(s, importance_init=False, local_search=False),
+}
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    algo: str = "bbpso-q"
+    settings: BBPSOSettings = BBPSOSettings()
+    cost: str = "bitops"
+    constraints: tuple[Constraint, ...] = ()
+    eval_recipe: Recipe = EVAL_RECIPE
+    val_samples: int | None = 2000
+    final_recipe: Recipe | None = None  # the winner's long fine-tune (None: skip)
+    seed: int = 0
+    budget: int | None = None  # max evaluations (termination between rounds); None: run all iterations
+
+
+def check_constraints(cost_name: str, constraints: tuple[Constraint, ...]) -> None:
+    model = get_cost_model(cost_name)
+    for c in constraints:
+        if c.quantity not in model.provides:
+            raise ConfigError("--constraint", c.quantity, f"cost model '{cost_name}' does not provide it",
+                              ", ".join(model.provides))
+
+
+def cost_options(spec: SearchSpec) -> dict:
+    """FINN folds for the constraint: the cheapest folding that meets a latency limit."""
+    latency = [c.limit for c in spec.constraints if c.quantity == "latency_ms"]
+    return {"max_latency_ms": min(latency)} if spec.cost == "finn" and latency else {}
+
+
+def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchSpec, run_dir: Path,
+           env: Environment | None = None, progress: bool = True, on_eval=None) -> dict:
+    if spec.algo not in SEARCHERS:
+        raise ConfigError("--algo", "algo", f"unknown searcher {spec.algo!r}", ", ".join(SEARCHERS))
+    check_constraints(spec.cost, spec.constraints)
+    fp_state = {k: v.detach().clone() for k, v in fp_model.state_dict().items()}
+    problem = QuantProblem(entry, data, fp_state, board, get_cost_model(spec.cost, **cost_options(spec)),
+                           spec.constraints,
+                           spec.eval_recipe, spec.val_samples, spec.seed)
+    space = Space.from_specs(entry.specs, board.bit_candidates, entry.default_bits())
+    settings = SEARCHERS[spec.algo](spec.settings)
+    imp = layer_importance(importance_norms(entry, fp_state, space.variables), settings.alpha, settings.beta)
+    searcher = (RandomSearch if spec.algo == "random" else BBPSO)(space, settings, spec.seed, imp)
+    signature = {"model": entry.name, "board": board.name, "algo": spec.algo, "settings": repr(settings),
+                 "cost": spec.cost, "constraints": [c.describe() for c in spec.constraints], "seed": spec.seed,
+                 "eval_recipe": spec.eval_recipe.key(), "candidates": list(space.candidates), "budget": spec.budget}
+    result = run_search(space, searcher, problem.evaluate, run_dir, signature, screening=settings.screening,
+                        seed=spec.seed, progress=progress, on_eval=on_eval, budget=spec.budget)
+    result["fp_val_acc"] = evaluate(fp_model, data.val.subset(spec.val_samples))
+    if spec.final_recipe is not None:
+        from bitswarm.models import BitConfig
+        from bitswarm.train import load_float_weights, train
+
+        torch.manual_seed(spec.seed)
+        best = entry.build(BitConfig.from_dict({"layers": result["best"]["bits"]}))
+        load_float_weights(best, fp_state)
+        best = train(best, data, spec.final_recipe, spec.seed, None, progress=progress, desc="final fine-tune")
+        result["final"] = {"val_acc": evaluate(best, data.val), "test_acc": evaluate(best, data.test),
+                           "fp_test_acc": evaluate(fp_model, data.test), "recipe": spec.final_recipe.key()}
+        (run_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def run_small_search(cfg, entry: ZooEntry, pkg: Path):
+    """The deploy flow's search: a small budget under the board's default constraint."""
+    from bitswarm.models import BitConfig
+    from bitswarm.workflow import fp_recipe, resolve_model_and_data, scaled, train_float
+
+    _, data, _ = resolve_model_and_data(cfg.model, cfg.dataset, cfg.data_dir, cfg.env, cfg.weights)
+    fp = train_float(entry, data, cfg.seed, scaled(fp_recipe(entry.dataset), cfg.fp_epochs), cfg.env, progress=True)
+    opts = cfg.search
+    limit = opts.get("max_avg_bits", 3.0)
+    spec = SearchSpec(algo="bbpso-q", settings=BBPSOSettings(particles=opts.get("particles", 6),
+                                                             iterations=opts.get("iters", 4), gamma=2),
+                      cost="bitops", constraints=(Constraint("avg_bits", limit),),
+                      eval_recipe=replace(EVAL_RECIPE, epochs=1, max_train=opts.get("eval_train", 4000)),
+                      val_samples=2000, seed=cfg.seed)
+    # FINN maps a 1-bit (bipolar) activation only before a binary (XNOR) layer; its HLS conversion
+    # rejects it in mixed configurations ("MultiThreshold out_scale must be 1"), so the deploy
+    # searches 2..8 bits (see NOTES.md)
+    board = replace(cfg.board, bit_candidates=tuple(b for b in cfg.board.bit_candidates if b >= 2))
+    result = search(entry, data, board, fp.model, spec, pkg / "search", cfg.env)
+    history = json.loads((pkg / "search" / "history.json").read_text())
+    from bitswarm.search.journal import Journal
+
+    j = Journal(pkg / "search" / "journal.sqlite", result["signature"])
+    evals = [{"fitness": r.fitness, "violation": r.violation, "cost": r.cost} for r in j.records]
+    j.close()
+    summary = {"algo": spec.algo, "constraint": f"avg_bits <= {limit:g}", "quantity": "avg_bits", "limit": limit,
+               "history": history, "evaluations": evals, "best": result["best"]}
+    return BitConfig.from_dict({"layers": result["best"]["bits"]}), summary

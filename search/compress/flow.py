@@ -1,0 +1,121 @@
+"""The compression stages as named flow steps (``flows/steps.py``): start -> prune -> cluster ->
+finetune -> export, each reading the previous stage's output directory and writing its own.
+
+A stage left out of ``CompressConfig`` (``None``) passes the model through unchanged, so the
+same list of steps serves any combination; ``start_at`` / ``stop_after`` work as in every flow.
+The exported ``model.onnx`` deploys like any QONNX file (``bitswarm deploy --qonnx``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bitswarm.flows.steps import State, Step, run_flow
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    model: str = "tfc"
+    bits: str = "w4a8"
+    source: str = "ptq"  # float, ptq, qat or an output directory
+    data_dir: str | None = None
+    seed: int = 0
+    candidates: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 32)
+    prune: dict | None = None  # {"k": 40, "dvar": 500, "ft_epochs": 1, "ft_max_train": 10000}
+    cluster: dict | None = None  # {"sparsity": 0.3, "init": "pso", "step": "max"}
+    finetune: dict | None = None  # {"method": "evo", "generations": 40, "fitness_samples": 2000}
+    env: object = field(default=None)
+
+
+def _load(state: State):
+    from bitswarm.search.compress import artifacts
+
+    return artifacts.load_result(state["dir"])
+
+
+def _save(state: State, name: str, model, bits, arch, meta) -> State:
+    from bitswarm.search.compress import artifacts
+
+    out = Path(state["root"]) / name
+    artifacts.save_result(out, model, bits, arch, meta)
+    return {**state, "dir": str(out), "stages": [*state.get("stages", []), name]}
+
+
+def step_start(state: State, cfg: CompressConfig) -> State:
+    from bitswarm.search.compress import stages
+
+    s = stages.starting_point(cfg.model, cfg.bits, cfg.source, cfg.data_dir, cfg.seed, cfg.candidates, cfg.env,
+                              progress=False)
+    return _save(state, "start", s.model, s.bits, s.arch, {"method": "start", "start": s.description})
+
+
+def _data(cfg: CompressConfig, arch: dict):
+    from bitswarm.search.compress import nets
+    from bitswarm.workflow import get_data
+
+    return get_data(nets.entry(arch["model"]).dataset, cfg.data_dir, cfg.env)
+
+
+def step_prune(state: State, cfg: CompressConfig) -> State:
+    if cfg.prune is None:
+        return state
+    from bitswarm.search.compress import ocnna
+    from bitswarm.train import Recipe, evaluate, train
+
+    p, r = cfg.prune, _load(state)
+    data = _data(cfg, r.arch)
+    res = ocnna.ocnna(r.model, r.arch["model"], data.train.subset(p.get("dvar", 500)), p.get("k", 40))
+    recipe = Recipe(epochs=p.get("ft_epochs", 1), lr=5e-4, max_train=p.get("ft_max_train", 10000))
+    if recipe.epochs:
+        train(r.model, data, recipe, cfg.seed, None, progress=False)
+    meta = {"method": "prune-ocnna", "rpr": res.rpr, "val_after": evaluate(r.model, data.val), **p}
+    return {**_save(state, "prune", r.model, r.bits, {**r.arch, "keep": res.keep}, meta), "rpr": res.rpr}
+
+
+def step_cluster(state: State, cfg: CompressConfig) -> State:
+    if cfg.cluster is None:
+        return state
+    from bitswarm.search.compress import pso_kmeans
+
+    c, r = cfg.cluster, _load(state)
+    pso_kmeans.cluster_model(r.model, c.get("sparsity", 0.3), c.get("init", "pso"), cfg.seed,
+                             step=c.get("step", "max"))
+    return _save(state, "cluster", r.model, r.bits, r.arch, {"method": "cluster", **c})
+
+
+def step_finetune(state: State, cfg: CompressConfig) -> State:
+    if cfg.finetune is None:
+        return state
+    from bitswarm.search.compress import evo_finetune
+
+    f, r = cfg.finetune, _load(state)
+    if f.get("method", "evo") != "evo":
+        raise ValueError(f"flow finetune method {f.get('method')!r} not supported; allowed: evo "
+                         "(use `bitswarm finetune --method eda-cc --from <dir>` for EDA+CC)")
+    data = _data(cfg, r.arch)
+    res = evo_finetune.evo_finetune(r.model, data.val, f.get("fitness_samples", 2000), evo_finetune.EvoParams(),
+                                    f.get("generations", 40), cfg.seed)
+    return _save(state, "finetune", r.model, r.bits, r.arch,
+                 {"method": "finetune-evo", "fitness": [res.start_fitness, res.best_fitness], **f})
+
+
+def step_export(state: State, cfg: CompressConfig) -> State:
+    from bitswarm.flows.export import export_qonnx
+    from bitswarm.search.compress import nets
+    from bitswarm.train import evaluate
+
+    r = _load(state)
+    dest = Path(state["root"]) / "model.qonnx.onnx"
+    res = export_qonnx(r.model, nets.entry(r.arch["model"]).input_shape, dest)
+    test = evaluate(r.model, _data(cfg, r.arch).test)
+    return {**state, "qonnx": str(res.path), "export_max_abs_diff": res.max_abs_diff, "test": test}
+
+
+STEPS = [Step("start", step_start), Step("prune", step_prune), Step("cluster", step_cluster),
+         Step("finetune", step_finetune), Step("export", step_export)]
+
+
+def run_compress(cfg: CompressConfig, out: str | Path, **kw) -> State:
+    out = Path(out)
+    return run_flow(STEPS, cfg, out, {"root": str(out)} if not kw.get("start_at") else None, **kw)

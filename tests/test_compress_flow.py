@@ -1,0 +1,21 @@
+"""The compression stages chained as a flow: start -> cluster -> finetune -> export (verified QONNX)."""
+
+import json
+
+from bitswarm.env import Environment
+from bitswarm.search.compress import artifacts
+from bitswarm.search.compress.flow import CompressConfig, run_compress
+
+
+def test_flow_chains_stages_and_exports(tiny_mnist_dir, tmp_path):
+    env = Environment(data_dir=None, cache_dir=tmp_path / "cache", vivado=None, vitis_hls=None, ray_address=None)
+    cfg = CompressConfig(model="tfc", bits="w4a8", source="ptq", data_dir=str(tiny_mnist_dir), env=env,
+                         cluster={"sparsity": 0.2, "init": "kmeans++"},
+                         finetune={"generations": 2, "fitness_samples": 200})
+    state = run_compress(cfg, tmp_path / "out", stop_after="finetune")
+    assert state["stages"] == ["start", "cluster", "finetune"]
+    assert artifacts.load_result(state["dir"]).meta["method"] == "finetune-evo"
+    state = run_compress(cfg, tmp_path / "out", start_at="export")  # resumes from the saved state
+    assert state["export_max_abs_diff"] <= 1e-4 and (tmp_path / "out" / "model.qonnx.onnx").exists()
+    log = json.loads((tmp_path / "out" / "flow_log.json").read_text())
+    assert [e["step"] for e in log] == ["start", "prune", "cluster", "finetune", "export"]

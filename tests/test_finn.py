@@ -1,0 +1,56 @@
+"""The real finn-plus: estimates through the warm worker, cache, and the FINN flow up to codegen."""
+
+from pathlib import Path
+
+import pytest
+
+from bitswarm.boards import load_board
+from bitswarm.errors import ConfigError
+from bitswarm.hw.cost import Constraint, get_cost_model
+from bitswarm.models import BitConfig, get_model
+
+pytestmark = pytest.mark.finn
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("finncache")
+
+
+def test_finn_estimates_follow_the_bits_and_are_cached(cache):
+    e, board = get_model("tfc"), load_board("pynq-z2")
+    cost = get_cost_model("finn", cache_dir=cache)
+    lo = e.uniform_bits(2, 2, keep_first_last=True)
+    d = lo.to_dict()
+    d["layers"]["fc1"]["w"] = 8
+    hi = BitConfig.from_dict(d)
+    a, b = cost(e, lo, board), cost(e, hi, board)
+    assert a.source == "finn-estimate" and a["lut"] > 0 and a["cycles"] > 0 and a["throughput_fps"] > 0
+    assert "ff" not in a.values  # FINN does not estimate flip-flops; nothing is invented
+    fc1 = lambda c: next(lc for lc in c.per_layer if lc.name == "fc1").values
+    assert fc1(b)["bram18"] + fc1(b)["lut"] > fc1(a)["bram18"] + fc1(a)["lut"]  # 8-bit weights cost more
+    assert len(list((cache / "finn").glob("*.json"))) == 2
+    assert cost(e, lo, board).values == a.values  # served from the disk cache
+    assert Constraint("lut", 0.7 * 53200).violation(a) == 0.0
+
+
+def test_board_without_fpga_is_refused(cache):
+    e = get_model("tfc")
+    with pytest.raises(ConfigError, match=r"host.yaml: field 'fpga': board 'host' has no FPGA.*allowed: .*pynq-z2"):
+        get_cost_model("finn", cache_dir=cache)(e, e.default_bits(), load_board("host"))
+
+
+def test_finn_flow_generates_sources_and_names_the_missing_vendor_tool(cache, tmp_path):
+    from bitswarm.env import Environment
+    from bitswarm.flows.export import export_qonnx
+    from bitswarm.flows.finn import build_finn
+
+    e = get_model("tfc")
+    onnx = export_qonnx(e.build(e.uniform_bits(2, 2, keep_first_last=True)), e.input_shape, tmp_path / "m.onnx").path
+    env = Environment(data_dir=None, cache_dir=cache, vivado=None, vitis_hls=None, ray_address=None)
+    r = build_finn(onnx, load_board("pynq-z2"), tmp_path / "finn", env=env)
+    assert r.missing_tool.startswith("Vivado and Vitis HLS not installed")
+    assert list((tmp_path / "finn" / "codegen").glob("MVAU_*/*.cpp")) or list(
+        (tmp_path / "finn" / "codegen").glob("MVAU_*/*.v"))
+    assert (tmp_path / "finn" / "build" / "report" / "estimate_layer_resources.json").exists()
+    assert r.estimates["lut"] > 0 and Path(r.out_dir).exists()
