@@ -157,15 +157,37 @@ def _qonnx_reference(qonnx_path: Path):
     return lambda x: execute_onnx(m, {iname: x})[oname]
 
 
+def tune_module(mod, board: Board, target_dict: dict[str, Any], work_dir: Path, trials: int):
+    """MetaSchedule-tune ``mod`` on this CPU and apply the tuned schedules (the module to compile, target).
+
+    Uses Relax's ``static_shape_tuning_pipeline`` (tune, then ``MetaScheduleApplyDatabase`` on the
+    fused TIR); MetaSchedule needs ``num-cores`` in the target (added from ``board.cpu.cores``).
+    """
+    import tvm
+    from tvm import relax
+
+    if not is_host_target(target_dict):
+        raise TvmTuneUnavailableError(f"--tune: board {board.name}'s target is not this CPU; tuning measures "
+                                      "candidates locally (an RPC runner on the board is not wired)")
+    spec = {**target_dict, "num-cores": int(target_dict.get("num-cores", board.cpu.cores))}
+    target = tvm.target.Target(spec)
+    per_task = max(4, trials // 8)
+    pipeline = relax.pipeline.static_shape_tuning_pipeline(trials, target, work_dir=str(work_dir),
+                                                          max_trials_per_task=per_task)
+    return pipeline(mod), target
+
+
 def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Path, *, tune: bool = False,
                 input_shape: tuple[int, ...] | None = None, torch_model=None, atol: float = 1e-3,
-                verify: bool = True, name: str = "model", lowering: str = "qcdq") -> TvmBuildResult:
+                verify: bool = True, name: str = "model", lowering: str = "qcdq",
+                tune_trials: int = 64) -> TvmBuildResult:
     """Compile a QONNX (or plain/QCDQ ONNX) model for ``board``'s CPU into ``out_dir/<name>.so``.
 
     ``input_shape`` (C, H, W, without batch) is checked against the model's graph input.
     On the host the library is verified (``torch_model`` if given, else qonnx' executor) and a
     difference above ``atol`` raises :class:`TvmVerifyError` (``verify=False`` skips it, e.g. for
-    latency-only builds). ``tune`` raises :class:`TvmTuneUnavailableError` (see NOTES.md).
+    latency-only builds). ``tune`` runs MetaSchedule for ``tune_trials`` trials on this CPU
+    (host targets only; :func:`tune_module`).
     ``lowering``: ``qcdq`` (QuantizeLinear/Clip/DequantizeLinear) or ``float`` (the same quantizers as
     plain float ops; see :func:`bitswarm.flows.tvm_lower.to_qcdq`).
     Writes ``<name>.json`` (target, input) next to the library.
@@ -181,13 +203,10 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
     if input_shape is not None and tuple(input_shape) != shape[1:]:
         raise ConfigError(str(src), "input shape", f"the model takes {shape[1:]}, not {tuple(input_shape)}")
     mod = import_onnx(onnx_path)
-    if tune:
-        raise TvmTuneUnavailableError(
-            "--tune: MetaSchedule tuning is not offered: in TVM 0.27 the tuned database was not applied by "
-            "compile_relax (the module ran at the untuned speed), so a tuned figure could not be trusted; "
-            "see NOTES.md 'TVM'")
     import tvm
 
+    if tune:
+        mod, target = tune_module(mod, board, target_dict, out_dir / f"{name}.tuning", tune_trials)
     ex = tvm.compile(mod, target)
     lib = out_dir / f"{name}.so"
     tmp = out_dir / f".{name}.tmp.so"
@@ -208,7 +227,7 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
 
         latency = measure(lib, shape, repeat=20)["latency_ms_median"]
     info = {"target": target_dict, "input_name": iname, "input_shape": list(shape), "dtype": "float32",
-            "verified_max_abs_diff": diff, "verified_against": against, "tuned": False, "latency_ms": latency,
+            "verified_max_abs_diff": diff, "verified_against": against, "tuned": tune, "latency_ms": latency,
             "lowering": lowering}
     (out_dir / f"{name}.json").write_text(json.dumps(info, indent=2))
-    return TvmBuildResult(lib, target_dict, shape, diff, time.time() - t0, onnx_path, against, False, latency)
+    return TvmBuildResult(lib, target_dict, shape, diff, time.time() - t0, onnx_path, against, tune, latency)

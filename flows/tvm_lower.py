@@ -114,7 +114,7 @@ def to_qcdq(src: str | Path, dst: str | Path, lowering: str = "qcdq") -> Path:
     """Write the TVM-importable ONNX of ``src`` (QONNX, QCDQ or plain ONNX) to ``dst``.
 
     ``lowering="float"`` skips QuantToQCDQ: every quantizer on a dynamic input becomes the float
-    formula (same values; TVM runs it faster than its QuantizeLinear/DequantizeLinear, see BENCHMARKS.md).
+    formula (same values; about as fast in TVM as QCDQ once weights are folded, see BENCHMARKS.md).
     """
     if lowering not in LOWERINGS:
         from bitswarm.errors import ConfigError

@@ -88,14 +88,18 @@ def connect(addr: RpcAddress, timeout: float = 5.0, who: str = "TVM RPC server")
 
 def _stop_group(proc: subprocess.Popen) -> None:
     """SIGTERM (then SIGKILL) the server's process group: the server and its session children."""
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        deadline = time.time() + wait  # the session children hold the port too: wait until the group is gone
+        while time.time() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
 
 
 @contextlib.contextmanager

@@ -57,3 +57,25 @@ def test_board_without_rpc_address_is_a_config_error(tmp_path):
     entry = get_model("tfc")
     with pytest.raises(ConfigError, match="field 'rpc.host': empty"):
         get_cost_model("tvm", cache_dir=tmp_path)(entry, entry.default_bits(), load_board("pynq-z2"))
+
+
+def test_cli_unreachable_board_exits_non_zero_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from bitswarm.boards import board_dir
+
+    data = yaml.safe_load((board_dir() / "host.yaml").read_text())
+    port = free_port()
+    data["rpc"] = {"host": "127.0.0.1", "port": port, "start_local": False}
+    path = tmp_path / "far.yaml"
+    path.write_text(yaml.safe_dump({**data, "name": "far"}))
+    env = {"BITSWARM_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "-m", "bitswarm", "tvm", "measure", "--board", str(path)],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1].endswith(f"board far at 127.0.0.1:{port} is unreachable "
+                                                         "(Connection refused; waited <= 5 s)")
+    assert not (tmp_path / "cache" / "tvm-cost").exists()

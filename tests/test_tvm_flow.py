@@ -94,3 +94,30 @@ def test_unknown_target_kind_is_one_clear_error(tfc_qonnx, tmp_path):
     with pytest.raises(ConfigError, match="cpu.tvm_target.kind.*unknown TVM target kind 'fpga9000'.*allowed: llvm"):
         compile_tvm(tfc_qonnx[0], board, tmp_path / "out")
     assert isinstance(board.cpu, CpuSpec) and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_tuning_applies_meta_schedule_and_stays_correct(tmp_path):
+    """--tune on a one-Gemm ONNX model (one tuning task): tuned, verified, and a tuning database written."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])], [w])
+    path = tmp_path / "gemm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    r = compile_tvm(path, load_board("host"), tmp_path / "out", tune=True, tune_trials=4)
+    assert r.tuned and r.verified_max_abs_diff < 1e-4
+    assert (tmp_path / "out" / "model.tuning" / "database_tuning_record.json").stat().st_size > 0
+
+
+def test_tuning_a_cross_target_is_one_clear_error(tfc_qonnx, tmp_path):
+    from bitswarm.flows.tvm import TvmTuneUnavailableError
+
+    if shutil.which("arm-linux-gnueabihf-g++") is None:
+        pytest.skip("needs g++-arm-linux-gnueabihf")
+    with pytest.raises(TvmTuneUnavailableError, match="board pynq-z2's target is not this CPU"):
+        compile_tvm(tfc_qonnx[0], load_board("pynq-z2"), tmp_path, tune=True)
