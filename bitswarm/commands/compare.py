@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bitswarm.commands.core import add_common
-from bitswarm.commands.search import SHORTCUTS, parse_constraints
+from bitswarm.commands.search import add_constraint_args, parse_constraints
 
 
 def cmd_compare(args) -> int:
@@ -60,10 +60,7 @@ def register(sub) -> None:
     add_common(sp)
     sp.add_argument("--algos", default="bbpso-q,bbpso,random", help="comma-separated searchers")
     sp.add_argument("--seeds", type=int, default=10, help="seeds per searcher (default 10)")
-    sp.add_argument("--cost", default="bitops")
-    sp.add_argument("--constraint", action="append", help="QUANTITY<=LIMIT (repeatable)")
-    for k, q in SHORTCUTS.items():
-        sp.add_argument("--" + k.replace("_", "-"), type=float, default=None, help=f"shortcut for {q}<=LIMIT")
+    add_constraint_args(sp)
     sp.add_argument("--particles", type=int, default=6)
     sp.add_argument("--iters", type=int, default=5)
     sp.add_argument("--gamma", type=int, default=2)

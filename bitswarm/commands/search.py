@@ -26,6 +26,14 @@ def parse_constraints(args):
     return tuple(out)
 
 
+def add_constraint_args(sp, default_cost: str = "bitops") -> None:
+    sp.add_argument("--cost", default=default_cost,
+                    help="cost model: bitops (default), qonnx, finn, tvm; see bitswarm.hw.cost")
+    sp.add_argument("--constraint", action="append", help="QUANTITY<=LIMIT (repeatable), e.g. lut<=30000")
+    for k, q in SHORTCUTS.items():
+        sp.add_argument("--" + k.replace("_", "-"), type=float, default=None, help=f"shortcut for {q}<=LIMIT")
+
+
 def cmd_search(args) -> int:
     from bitswarm.boards import load_board
     from bitswarm.env import read_environment
@@ -73,10 +81,7 @@ def register(sub) -> None:
                                     "journalled in RUN_DIR/journal.sqlite and a re-run of the same command resumes.")
     add_common(sp)
     sp.add_argument("--algo", default="bbpso-q", help="bbpso-q (default), bbpso, random")
-    sp.add_argument("--cost", default="bitops", help="cost model: bitops (default), qonnx, finn, surrogate, tvm")
-    sp.add_argument("--constraint", action="append", help="QUANTITY<=LIMIT (repeatable), e.g. lut<=30000")
-    for k, q in SHORTCUTS.items():
-        sp.add_argument("--" + k.replace("_", "-"), type=float, default=None, help=f"shortcut for {q}<=LIMIT")
+    add_constraint_args(sp)
     sp.add_argument("--particles", type=int, default=15, help="swarm size N (Table 4: 15)")
     sp.add_argument("--iters", type=int, default=20, help="iterations T (Table 4: 20)")
     sp.add_argument("--budget", type=int, default=None, help="stop after this many evaluations (between rounds)")
