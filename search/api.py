@@ -100,9 +100,15 @@ def run_small_search(cfg, entry: ZooEntry, pkg: Path):
     fp = train_float(entry, data, cfg.seed, scaled(fp_recipe(entry.dataset), cfg.fp_epochs), cfg.env, progress=True)
     opts = cfg.search
     limit = opts.get("max_avg_bits", 3.0)
+    constraints: tuple[Constraint, ...] = (Constraint("avg_bits", limit),)
+    cost = opts.get("cost") or "bitops"
+    if cost == "finn" and cfg.board.fpga is None:
+        cost = "bitops"  # a CPU-only board: the bit metrics alone
+    if cost == "finn":  # FINN's estimate must also fit the board within FINN's own utilisation limit
+        constraints += (Constraint("lut", cfg.board.fpga.limit("lut")),)
     spec = SearchSpec(algo="bbpso-q", settings=BBPSOSettings(particles=opts.get("particles", 6),
                                                              iterations=opts.get("iters", 4), gamma=2),
-                      cost="bitops", constraints=(Constraint("avg_bits", limit),),
+                      cost=cost, constraints=constraints,
                       eval_recipe=replace(EVAL_RECIPE, epochs=1, max_train=opts.get("eval_train", 4000)),
                       val_samples=2000, seed=cfg.seed)
     # FINN maps a 1-bit (bipolar) activation only before a binary (XNOR) layer; its HLS conversion
@@ -116,6 +122,7 @@ def run_small_search(cfg, entry: ZooEntry, pkg: Path):
     j = Journal(pkg / "search" / "journal.sqlite", result["signature"])
     evals = [{"fitness": r.fitness, "violation": r.violation, "cost": r.cost} for r in j.records]
     j.close()
-    summary = {"algo": spec.algo, "constraint": f"avg_bits <= {limit:g}", "quantity": "avg_bits", "limit": limit,
+    summary = {"algo": spec.algo, "constraint": " and ".join(c.describe() for c in constraints), "cost": cost,
+               "quantity": "avg_bits", "limit": limit,
                "history": history, "evaluations": evals, "best": result["best"]}
     return BitConfig.from_dict({"layers": result["best"]["bits"]}), summary

@@ -136,8 +136,11 @@ def test_deploy_with_small_search(tmp_path, tiny_mnist_dir, doubles):
 def test_deploy_end_to_end_with_real_finn_and_tvm(tmp_path, tiny_mnist_dir, monkeypatch):
     """No doubles: finn-plus estimates + codegen, TVM ARM cross-compile + host build timed by the runner."""
     monkeypatch.setitem(sys.modules, "bitswarm.flows.finn", __import__("bitswarm.flows.finn").flows.finn)
-    pkg = D.deploy(_cfg(tmp_path, tiny_mnist_dir))
+    search = {"particles": 3, "iters": 1, "eval_train": 500, "cost": "finn"}  # the default deploy's FINN cost
+    pkg = D.deploy(_cfg(tmp_path, tiny_mnist_dir, bits_file=None, search=search))
     s = json.loads((pkg / "summary.json").read_text())
+    assert s["search"]["cost"] == "finn" and "lut <= 37240" in s["search"]["constraint"]
+    assert all("lut" in e["cost"] and "avg_bits" in e["cost"] for e in s["search"]["evaluations"])
     assert s["finn"]["total"]["lut"] > 0 and s["finn"]["missing_tool"]
     assert list((pkg / "finn" / "codegen").iterdir())
     arm, host = s["tvm"]

@@ -64,7 +64,9 @@ def register(sub) -> None:
     sp.add_argument("--run-id", help="package name (default: timestamp-model)")
     sp.add_argument("--particles", type=int, default=6, help="search swarm size (default 6: a small budget)")
     sp.add_argument("--iters", type=int, default=4, help="search iterations (default 4)")
-    sp.add_argument("--cost", default="bitops", help="cost model of the search constraint (default bitops)")
+    sp.add_argument("--cost", default="finn",
+                    help="cost model of the search: finn (default; FINN estimates + bit metrics, LUT within "
+                         "FINN's limit and avg bits <= 3) or bitops (bit metrics only)")
     sp.add_argument("--fp-epochs", type=int, default=None, help="float training epochs")
     sp.add_argument("--epochs", type=int, default=None, help="quantization-aware fine-tune epochs")
     sp.add_argument("--no-tvm", action="store_true", help="skip the TVM binary")
