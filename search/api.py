@@ -104,6 +104,13 @@ def run_small_search(cfg, entry: ZooEntry, pkg: Path):
     cost = opts.get("cost") or "bitops"
     if cost == "finn" and cfg.board.fpga is None:
         cost = "bitops"  # a CPU-only board: the bit metrics alone
+    if cost == "finn":
+        from bitswarm.models.finn_support import UnsupportedForFinnError, check_finn_support
+
+        try:
+            check_finn_support(entry.build(entry.default_bits()))
+        except UnsupportedForFinnError:
+            cost = "bitops"  # the FINN step reports why; the model still deploys through TVM
     if cost == "finn":  # FINN's estimate must also fit the board within FINN's own utilisation limit
         constraints += (Constraint("lut", cfg.board.fpga.limit("lut")),)
     spec = SearchSpec(algo="bbpso-q", settings=BBPSOSettings(particles=opts.get("particles", 6),
