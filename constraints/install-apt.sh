@@ -11,5 +11,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 0
 fi
 echo "installing system packages: ${missing[*]}"
-apt-get update -qq >/dev/null
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# wait for another apt/dpkg run (e.g. a second checkout installing at the same time) instead of failing
+lock=(-o DPkg::Lock::Timeout=600)
+apt-get "${lock[@]}" update -qq >/dev/null
+DEBIAN_FRONTEND=noninteractive apt-get "${lock[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

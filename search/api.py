@@ -15,16 +15,29 @@ from bitswarm.errors import ConfigError
 from bitswarm.hw.cost import Constraint, get_cost_model
 from bitswarm.models import ZooEntry
 from bitswarm.search.bbpso import BBPSO, BBPSOSettings, RandomSearch, layer_importance
+from bitswarm.search.ga import GeneticSearch
 from bitswarm.search.problem import EVAL_RECIPE, QuantProblem, importance_norms
 from bitswarm.search.runner import run_search
 from bitswarm.search.space import Space
 from bitswarm.train import Recipe, evaluate
 
+#: name -> (ask/tell class, settings it runs with); the -IN/-SCP/-LSP names are the paper's ablations
 SEARCHERS = {
-    "bbpso-q": lambda s: s,
-    "bbpso": lambda s: replace(s, importance_init=False, local_search=False, update="eq2"),
-    "random": lambda s: replace(s, importance_init=False, local_search=False),
+    "bbpso-q": (BBPSO, lambda s: s),
+    "bbpso-q-IN": (BBPSO, lambda s: replace(s, importance_init=False)),
+    "bbpso-q-SCP": (BBPSO, lambda s: replace(s, screening=False)),
+    "bbpso-q-LSP": (BBPSO, lambda s: replace(s, local_search=False)),
+    "bbpso": (BBPSO, lambda s: replace(s, importance_init=False, local_search=False, update="eq2")),
+    "ga": (GeneticSearch, lambda s: replace(s, importance_init=False, local_search=False)),
+    "random": (RandomSearch, lambda s: replace(s, importance_init=False, local_search=False)),
 }
+
+
+def make_searcher(algo: str, space: Space, settings: BBPSOSettings, seed: int, importance):
+    if algo not in SEARCHERS:
+        raise ConfigError("--algo", "algo", f"unknown searcher {algo!r}", ", ".join(SEARCHERS))
+    cls, adapt = SEARCHERS[algo]
+    return cls(space, adapt(settings), seed, importance)
 
 
 @dataclass(frozen=True)
@@ -38,6 +51,9 @@ class SearchSpec:
     final_recipe: Recipe | None = None  # the winner's long fine-tune (None: skip)
     seed: int = 0
     budget: int | None = None  # max evaluations (termination between rounds); None: run all iterations
+    workers: int = 1  # evaluations of one round in parallel: > 1 = local process pool
+    ray_address: str | None = None  # Ray cluster ("local" = a local Ray instance) instead of the pool
+    worker_threads: int = 1  # torch threads per parallel worker
 
 
 def check_constraints(cost_name: str, constraints: tuple[Constraint, ...]) -> None:
@@ -68,14 +84,18 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
                            spec.constraints,
                            spec.eval_recipe, spec.val_samples, spec.seed)
     space = Space.from_specs(entry.specs, board.bit_candidates, entry.default_bits())
-    settings = SEARCHERS[spec.algo](spec.settings)
-    imp = layer_importance(importance_norms(entry, fp_state, space.variables), settings.alpha, settings.beta)
-    searcher = (RandomSearch if spec.algo == "random" else BBPSO)(space, settings, spec.seed, imp)
+    imp = layer_importance(importance_norms(entry, fp_state, space.variables), spec.settings.alpha,
+                           spec.settings.beta)
+    searcher = make_searcher(spec.algo, space, spec.settings, spec.seed, imp)
+    settings = searcher.s
     signature = {"model": entry.name, "board": board.name, "algo": spec.algo, "settings": repr(settings),
                  "cost": spec.cost, "constraints": [c.describe() for c in spec.constraints], "seed": spec.seed,
                  "eval_recipe": spec.eval_recipe.key(), "candidates": list(space.candidates), "budget": spec.budget}
+    from bitswarm.search.executor import make_executor
+
+    executor = make_executor(problem.evaluate, spec.workers, spec.ray_address, spec.worker_threads)
     result = run_search(space, searcher, problem.evaluate, run_dir, signature, screening=settings.screening,
-                        seed=spec.seed, progress=progress, on_eval=on_eval, budget=spec.budget)
+                        seed=spec.seed, progress=progress, on_eval=on_eval, budget=spec.budget, executor=executor)
     result["fp_val_acc"] = evaluate(fp_model, data.val.subset(spec.val_samples))
     if spec.final_recipe is not None:
         from bitswarm.models import BitConfig

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import defaultdict, deque
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,47 +28,66 @@ def _write(path: Path, data) -> None:
     tmp.replace(path)
 
 
+def _replay_index(journal: Journal) -> dict[tuple, deque]:
+    """Journalled results by position (a position evaluated k times has k entries, in order)."""
+    out: dict[tuple, deque] = defaultdict(deque)
+    for rec in journal.records:
+        out[rec.position].append((rec.fitness, rec.violation, rec.cost))
+    return out
+
+
 def run_search(space: Space, searcher, evaluate, run_dir: Path, signature: dict, *, screening: bool = True,
-               seed: int = 0, progress: bool = True, on_eval=None, budget: int | None = None) -> dict:
+               seed: int = 0, progress: bool = True, on_eval=None, budget: int | None = None,
+               executor=None) -> dict:
     """Drive ``searcher`` to its end (or until ``budget`` evaluations, checked between rounds);
-    ``evaluate(bits) -> (fitness, violation, cost dict)``."""
+    ``evaluate(bits) -> (fitness, violation, cost dict)``, run by ``executor`` (default: serial)."""
+    from bitswarm.search.executor import SerialExecutor
+
     run_dir.mkdir(parents=True, exist_ok=True)
     journal = Journal(run_dir / "journal.sqlite", signature)
+    replay = _replay_index(journal)
+    executor = executor or SerialExecutor(evaluate)
     memory: dict[tuple, tuple[float, float, dict]] = {}
     calls, history, t0 = 0, [], time.time()
     total = budget or searcher.s.particles * (searcher.s.iterations + 1)
     bar = tqdm(total=total, desc="search", unit="eval", disable=None if progress else True, mininterval=1.0)
     try:
         while not searcher.done() and (budget is None or calls < budget):
-            positions, results = searcher.ask(), []
-            for pos in positions:
-                if screening and pos in memory:
-                    results.append(memory[pos][:2])
-                    continue
-                if calls < len(journal.records):  # resume: replay what was already evaluated
-                    rec = journal.records[calls]
-                    if rec.position != pos:
-                        raise RuntimeError(f"{journal.path}: evaluation {calls} was {rec.position}, now {pos}")
-                    res = (rec.fitness, rec.violation, rec.cost)
+            positions = searcher.ask()
+            results: list = [None] * len(positions)
+            todo: list[int] = []
+            for i, pos in enumerate(positions):
+                if screening and (pos in memory or pos in (positions[j] for j in todo)):
+                    continue  # never evaluated twice: filled from memory below
+                if replay.get(pos):  # resume: what the journal already holds is not evaluated again
+                    results[i] = replay[pos].popleft()
+                    calls += 1
+                    bar.update(1)
+                    memory.setdefault(pos, results[i])
                 else:
-                    bits = space.to_bits(pos)
-                    t1 = time.time()
-                    res = evaluate(bits)
-                    journal.append(pos, bits.to_dict()["layers"], res[0], res[1], res[2], seed, time.time() - t1)
-                    if on_eval:
-                        on_eval(calls)
+                    todo.append(i)
+            for k, res, secs in executor.run([space.to_bits(positions[i]) for i in todo]):
+                i = todo[k]
+                journal.append(positions[i], space.to_bits(positions[i]).to_dict()["layers"], res[0], res[1], res[2],
+                               seed, secs)
+                results[i] = res
+                if on_eval:
+                    on_eval(calls)
                 calls += 1
                 bar.update(1)
-                memory.setdefault(pos, res)
-                results.append(res[:2])
+            for i, pos in enumerate(positions):
+                if results[i] is None:
+                    results[i] = memory[pos]
+                memory.setdefault(pos, results[i])
             phase = getattr(searcher, "phase", "move")
-            searcher.tell(results)
+            searcher.tell([r[:2] for r in results])
             history.append({"iteration": len(history), "phase": phase, "best_fitness": searcher.gb_res[0],
                             "best_violation": searcher.gb_res[1], "evaluations": calls})
             bar.set_postfix(best=f"{searcher.gb_res[0]:.4f}", viol=f"{searcher.gb_res[1]:.3f}")
     finally:
         bar.close()
         journal.close()
+        executor.close()
     best_bits = space.to_bits(searcher.gb)
     best_bits.save(run_dir / "best_bits.yaml")
     result = {"signature": signature, "settings": asdict(searcher.s), "best": {

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bitswarm.commands.core import add_common
-from bitswarm.commands.search import add_constraint_args, parse_constraints
+from bitswarm.commands.search import add_constraint_args, add_executor_args, parse_constraints
 
 
 def cmd_compare(args) -> int:
@@ -32,13 +32,11 @@ def cmd_compare(args) -> int:
         for seed in range(args.seeds):
             base = BBPSOSettings(particles=args.particles, iterations=10_000 if args.budget else args.iters,
                                  gamma=args.gamma)
-            ablation = {"bbpso-q-IN": {"importance_init": False}, "bbpso-q-SCP": {"screening": False},
-                        "bbpso-q-LSP": {"local_search": False}}.get(algo, {})
-            spec = SearchSpec(algo="bbpso-q" if algo.startswith("bbpso-q") else algo,
-                              settings=replace(base, **ablation), cost=args.cost, constraints=constraints,
+            spec = SearchSpec(algo=algo, settings=base, cost=args.cost, constraints=constraints,
                               eval_recipe=replace(EVAL_RECIPE, epochs=args.eval_epochs,
                                                   max_train=args.eval_train_samples),
-                              val_samples=args.val_samples, seed=seed, budget=args.budget)
+                              val_samples=args.val_samples, seed=seed, budget=args.budget,
+                              workers=args.workers, ray_address=args.ray_address)
             r = search(entry, data, board, fp.model, spec, out / f"{algo}-s{seed}", env, progress=False)
             best = r["best"]
             results[algo].append(best["fitness"] if best["violation"] == 0 else 0.0)
@@ -68,5 +66,6 @@ def register(sub) -> None:
     sp.add_argument("--eval-epochs", type=int, default=1)
     sp.add_argument("--eval-train-samples", type=int, default=2000)
     sp.add_argument("--val-samples", type=int, default=1000)
+    add_executor_args(sp)
     sp.add_argument("--out", default="runs/compare", help="output directory (journals, compare.json/.md)")
     sp.set_defaults(fn=cmd_compare)

@@ -34,6 +34,14 @@ def add_constraint_args(sp, default_cost: str = "bitops") -> None:
         sp.add_argument("--" + k.replace("_", "-"), type=float, default=None, help=f"shortcut for {q}<=LIMIT")
 
 
+def add_executor_args(sp) -> None:
+    sp.add_argument("--workers", type=int, default=1,
+                    help="evaluate a round's configurations in N local processes (1 torch thread each)")
+    sp.add_argument("--ray-address", default=None,
+                    help="run evaluations as Ray tasks on this cluster (e.g. ray://head:10001, auto; "
+                         "'local' starts a local Ray instance with --workers CPUs)")
+
+
 def cmd_search(args) -> int:
     from bitswarm.boards import load_board
     from bitswarm.env import read_environment
@@ -54,7 +62,8 @@ def cmd_search(args) -> int:
     final = scaled(qat_recipe(entry.dataset), args.final_epochs) if args.final_epochs != 0 else None
     spec = SearchSpec(algo=args.algo, settings=settings, cost=args.cost, constraints=constraints,
                       eval_recipe=replace(EVAL_RECIPE, epochs=args.eval_epochs, max_train=args.eval_train_samples),
-                      val_samples=args.val_samples, final_recipe=final, seed=args.seed, budget=args.budget)
+                      val_samples=args.val_samples, final_recipe=final, seed=args.seed, budget=args.budget,
+                      workers=args.workers, ray_address=args.ray_address)
     if args.cost in ("finn", "surrogate"):  # what FINN cannot map is found before any long work
         from bitswarm.models.finn_support import check_finn_support
 
@@ -80,7 +89,8 @@ def register(sub) -> None:
                                     "validation accuracy subject to cost constraints; every evaluation is "
                                     "journalled in RUN_DIR/journal.sqlite and a re-run of the same command resumes.")
     add_common(sp)
-    sp.add_argument("--algo", default="bbpso-q", help="bbpso-q (default), bbpso, random")
+    sp.add_argument("--algo", default="bbpso-q", help="bbpso-q (default); baselines bbpso, ga (pymoo), random; "
+                                                      "ablations bbpso-q-IN, bbpso-q-SCP, bbpso-q-LSP")
     add_constraint_args(sp)
     sp.add_argument("--particles", type=int, default=15, help="swarm size N (Table 4: 15)")
     sp.add_argument("--iters", type=int, default=20, help="iterations T (Table 4: 20)")
@@ -96,5 +106,6 @@ def register(sub) -> None:
     sp.add_argument("--eval-train-samples", type=int, default=None, help="training samples per evaluation")
     sp.add_argument("--val-samples", type=int, default=None, help="validation samples per evaluation")
     sp.add_argument("--final-epochs", type=int, default=None, help="final fine-tune epochs of the winner (0: skip)")
+    add_executor_args(sp)
     sp.add_argument("--run-dir", default=None, help="journal + results (default runs/<model>-<board>-<algo>-s<seed>)")
     sp.set_defaults(fn=cmd_search)

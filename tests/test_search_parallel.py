@@ -1,0 +1,106 @@
+"""The GA baseline (pymoo + our Deb rule), the searcher registry and the parallel executors."""
+
+import numpy as np
+import pytest
+from test_search import _space, fake_eval
+
+from bitswarm.search.api import SEARCHERS, make_searcher
+from bitswarm.search.bbpso import BBPSOSettings
+from bitswarm.search.executor import ProcessExecutor, SerialExecutor, make_executor
+from bitswarm.search.ga import GeneticSearch, deb_tournament
+from bitswarm.search.runner import run_search
+
+SMALL = BBPSOSettings(particles=6, iterations=6)
+
+
+def _search(tmp_path, algo, name, executor=None, settings=SMALL, seed=0):
+    _, space = _space()
+    s = make_searcher(algo, space, settings, seed, np.linspace(0.2, 1.0, space.dim))
+    return run_search(space, s, fake_eval, tmp_path / name, {"algo": algo}, screening=s.s.screening,
+                      progress=False, executor=executor, seed=seed)
+
+
+def test_every_registered_searcher_runs_and_finds_a_feasible_configuration(tmp_path):
+    for algo in SEARCHERS:
+        r = _search(tmp_path, algo, algo)
+        assert r["best"]["violation"] == 0.0, algo
+        assert r["evaluations"] > 6, algo
+
+
+def test_ga_improves_on_its_initial_population_and_stays_in_the_space(tmp_path):
+    _, space = _space()
+    ga = GeneticSearch(space, BBPSOSettings(particles=8, iterations=10), seed=3)
+    first = None
+    for _ in range(11):
+        pos = ga.ask()
+        assert all(0 <= v <= space.high for p in pos for v in p)
+        res = [fake_eval(space.to_bits(p))[:2] for p in pos]
+        ga.tell(res)
+        first = first or ga.gb_res
+    assert ga.gb_res[1] == 0.0 and ga.gb_res[0] > first[0]
+
+
+def test_ga_tournament_uses_debs_rule():
+    class Ind:
+        def __init__(self, acc, viol):
+            self.F, self.G = np.array([-acc]), np.array([viol])
+
+    pop = [Ind(0.99, 0.5), Ind(0.10, 0.0), Ind(0.50, 0.0), Ind(0.90, 0.2)]
+    winners = deb_tournament(pop, np.array([[0, 1], [1, 2], [0, 3]]))[:, 0]
+    assert list(winners) == [1, 2, 3]  # feasible beats infeasible; fitness; smaller violation
+
+
+def test_process_pool_gives_the_serial_result(tmp_path):
+    serial = _search(tmp_path, "bbpso-q", "serial")
+    pool = _search(tmp_path, "bbpso-q", "pool", executor=ProcessExecutor(fake_eval, workers=2))
+    assert pool["best"] == serial["best"] and pool["evaluations"] == serial["evaluations"]
+
+
+def test_a_parallel_run_resumes_from_its_journal_without_evaluating_again(tmp_path):
+    full = _search(tmp_path, "bbpso-q", "full", executor=ProcessExecutor(fake_eval, workers=2))
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "full" / "journal.sqlite")  # keep only the first half, as after a kill
+    n = db.execute("SELECT COUNT(*) FROM evals").fetchone()[0]
+    db.execute("DELETE FROM evals WHERE idx >= ?", (n // 2,))
+    db.commit()
+    db.close()
+    calls = []
+
+    def counting(bits):
+        calls.append(bits)
+        return fake_eval(bits)
+
+    again = _search(tmp_path, "bbpso-q", "full", executor=SerialExecutor(counting))
+    assert again["best"] == full["best"] and again["evaluations"] == full["evaluations"]
+    assert len(calls) == n - n // 2
+
+
+def test_make_executor_rejects_bad_worker_counts_and_unpicklable_problems():
+    from bitswarm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="workers"):
+        make_executor(fake_eval, workers=0)
+    import threading
+
+    lock = threading.Lock()
+    with pytest.raises(ConfigError, match="--workers 1"):
+        make_executor(lambda bits: (lock, bits), workers=2)
+
+
+@pytest.mark.slow
+def test_ray_executor_on_a_local_ray_instance(tmp_path):
+    ray = pytest.importorskip("ray")
+    import sys
+
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules["test_search"])  # Ray workers cannot import tests/
+    try:
+        ex = make_executor(fake_eval, workers=2, ray_address="local")
+        assert ex.name == "ray"
+        serial = _search(tmp_path, "ga", "serial")
+        distributed = _search(tmp_path, "ga", "ray", executor=ex)
+        assert distributed["best"] == serial["best"] and distributed["evaluations"] == serial["evaluations"]
+    finally:
+        ray.shutdown()
