@@ -16,7 +16,7 @@ from bitswarm.hw.cost import Constraint, get_cost_model
 from bitswarm.models import ZooEntry
 from bitswarm.search.bbpso import BBPSO, BBPSOSettings, RandomSearch, layer_importance
 from bitswarm.search.ga import GeneticSearch
-from bitswarm.search.problem import EVAL_RECIPE, QuantProblem, importance_norms
+from bitswarm.search.problem import EVAL_RECIPE, FitnessMemo, QuantProblem, importance_norms
 from bitswarm.search.runner import run_search
 from bitswarm.search.space import Space
 from bitswarm.train import Recipe, evaluate
@@ -54,6 +54,8 @@ class SearchSpec:
     workers: int = 1  # evaluations of one round in parallel: > 1 = local process pool
     ray_address: str | None = None  # Ray cluster ("local" = a local Ray instance) instead of the pool
     worker_threads: int = 1  # torch threads per parallel worker
+    eval_seed: int | None = None  # seed of every evaluation's fine-tune (None: the run's seed)
+    fitness_memo: str | None = None  # SQLite file shared by runs with the same eval_seed (see FitnessMemo)
 
 
 def check_constraints(cost_name: str, constraints: tuple[Constraint, ...]) -> None:
@@ -82,7 +84,9 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
     fp_state = {k: v.detach().clone() for k, v in fp_model.state_dict().items()}
     problem = QuantProblem(entry, data, fp_state, board, get_cost_model(spec.cost, **cost_options(spec)),
                            spec.constraints,
-                           spec.eval_recipe, spec.val_samples, spec.seed)
+                           spec.eval_recipe, spec.val_samples,
+                           spec.seed if spec.eval_seed is None else spec.eval_seed,
+                           FitnessMemo(spec.fitness_memo) if spec.fitness_memo else None)
     space = Space.from_specs(entry.specs, board.bit_candidates, entry.default_bits())
     imp = layer_importance(importance_norms(entry, fp_state, space.variables), spec.settings.alpha,
                            spec.settings.beta)
@@ -90,7 +94,8 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
     settings = searcher.s
     signature = {"model": entry.name, "board": board.name, "algo": spec.algo, "settings": repr(settings),
                  "cost": spec.cost, "constraints": [c.describe() for c in spec.constraints], "seed": spec.seed,
-                 "eval_recipe": spec.eval_recipe.key(), "candidates": list(space.candidates), "budget": spec.budget}
+                 "eval_recipe": spec.eval_recipe.key(), "eval_seed": spec.eval_seed,
+                 "candidates": list(space.candidates), "budget": spec.budget}
     from bitswarm.search.executor import make_executor
 
     executor = make_executor(problem.evaluate, spec.workers, spec.ray_address, spec.worker_threads)

@@ -22,6 +22,38 @@ from bitswarm.train import Recipe, evaluate, load_float_weights, train
 EVAL_RECIPE = Recipe(epochs=2, lr=0.01, batch_size=128, weight_decay=5e-3, optimizer="sgd")
 
 
+class FitnessMemo:
+    """Validation accuracy by (model, bits, evaluation recipe, seed), shared by runs in one SQLite file.
+
+    Fitness does not depend on the constraint or on the searcher, so runs of a comparison that
+    use the same evaluation seed (common random numbers) share it: a configuration two runs both
+    visit is trained once. Safe for concurrent worker processes (WAL, one row per key).
+    """
+
+    def __init__(self, path):
+        self.path = str(path)
+        self._db = None
+
+    def _conn(self):
+        if self._db is None:  # opened lazily: the memo is pickled into worker processes
+            import sqlite3
+
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS fitness (key TEXT PRIMARY KEY, value REAL NOT NULL)")
+        return self._db
+
+    def get(self, key: str) -> float | None:
+        row = self._conn().execute("SELECT value FROM fitness WHERE key=?", (key,)).fetchone()
+        return None if row is None else float(row[0])
+
+    def put(self, key: str, value: float) -> None:
+        self._conn().execute("INSERT OR IGNORE INTO fitness VALUES (?, ?)", (key, value))
+
+    def __getstate__(self):
+        return {"path": self.path, "_db": None}
+
+
 @dataclass
 class QuantProblem:
     entry: ZooEntry
@@ -33,6 +65,15 @@ class QuantProblem:
     eval_recipe: Recipe = EVAL_RECIPE
     val_samples: int | None = None
     seed: int = 0
+    memo: FitnessMemo | None = None
+
+    def __post_init__(self):
+        import hashlib
+
+        h = hashlib.sha256()
+        for k in sorted(self.fp_state):
+            h.update(k.encode() + self.fp_state[k].detach().cpu().numpy().tobytes())
+        self.fp_tag = h.hexdigest()[:16]  # which float checkpoint the memoised fitness started from
 
     def cost(self, bits: BitConfig):
         cost = self.cost_model(self.entry, bits, self.board)
@@ -40,12 +81,20 @@ class QuantProblem:
 
     def evaluate(self, bits: BitConfig) -> tuple[float, float, dict]:
         cost, violation = self.cost(bits)
+        key = f"{self.entry.name}|{self.fp_tag}|{bits.key()}|{self.eval_recipe.key()}|{self.val_samples}|{self.seed}"
+        fitness = self.memo.get(key) if self.memo else None
+        if fitness is None:
+            fitness = self.fine_tune_and_validate(bits)
+            if self.memo:
+                self.memo.put(key, fitness)
+        return fitness, violation, dict(cost.values)
+
+    def fine_tune_and_validate(self, bits: BitConfig) -> float:
         torch.manual_seed(self.seed)
         model = self.entry.build(bits)
         load_float_weights(model, self.fp_state)
         model = train(model, self.data, self.eval_recipe, self.seed, None, progress=False)
-        fitness = evaluate(model, self.data.val.subset(self.val_samples))
-        return fitness, violation, dict(cost.values)
+        return evaluate(model, self.data.val.subset(self.val_samples))
 
 
 def importance_norms(entry: ZooEntry, fp_state: dict, variables) -> np.ndarray:

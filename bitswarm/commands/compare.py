@@ -11,13 +11,18 @@ from bitswarm.commands.search import add_constraint_args, add_executor_args, par
 
 
 def cmd_compare(args) -> int:
+    import sys
+
+    args.command_line = " ".join(["bitswarm", *sys.argv[1:]])
+    if args.eval_seed is not None and args.eval_seed < 0:
+        args.eval_seed = None
     from bitswarm.boards import load_board
     from bitswarm.env import read_environment
     from bitswarm.search.api import SearchSpec, check_constraints, search
     from bitswarm.search.bbpso import BBPSOSettings
     from bitswarm.search.problem import EVAL_RECIPE
     from bitswarm.search.stats import markdown, summarize
-    from bitswarm.workflow import fp_recipe, resolve_model_and_data, set_threads, train_float
+    from bitswarm.workflow import fp_recipe, qat_recipe, resolve_model_and_data, scaled, set_threads, train_float
 
     set_threads(args.threads)
     constraints = parse_constraints(args)
@@ -26,8 +31,12 @@ def cmd_compare(args) -> int:
     entry, data, _ = resolve_model_and_data(args.model, args.dataset, args.data_dir, env, args.weights)
     fp = train_float(entry, data, 0, fp_recipe(entry.dataset), env)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     algos = [a.strip() for a in args.algos.split(",")]
     results: dict[str, list[float]] = {a: [] for a in algos}
+    tests: dict[str, list[float]] = {a: [] for a in algos}
+    final = scaled(qat_recipe(entry.dataset), args.final_epochs) if args.final_epochs else None
+    memo = None if args.eval_seed is None else str(out / "fitness.sqlite")
     for algo in algos:
         for seed in range(args.seeds):
             base = BBPSOSettings(particles=args.particles, iterations=10_000 if args.budget else args.iters,
@@ -36,16 +45,28 @@ def cmd_compare(args) -> int:
                               eval_recipe=replace(EVAL_RECIPE, epochs=args.eval_epochs,
                                                   max_train=args.eval_train_samples),
                               val_samples=args.val_samples, seed=seed, budget=args.budget,
-                              workers=args.workers, ray_address=args.ray_address)
+                              workers=args.workers, ray_address=args.ray_address, final_recipe=final,
+                              eval_seed=args.eval_seed, fitness_memo=memo)
             r = search(entry, data, board, fp.model, spec, out / f"{algo}-s{seed}", env, progress=False)
             best = r["best"]
             results[algo].append(best["fitness"] if best["violation"] == 0 else 0.0)
+            test = r.get("final", {}).get("test_acc")
+            if test is not None:
+                tests[algo].append(test if best["violation"] == 0 else 0.0)
             print(f"{algo} seed {seed}: val {best['fitness']:.4f} violation {best['violation']:.3g} "
-                  f"({r['evaluations']} evaluations)", flush=True)
+                  f"({r['evaluations']} evaluations, {r['wall_s']:.0f} s)"
+                  + (f"; after final fine-tune: test {test:.4f}" if test is not None else ""), flush=True)
     rows = summarize(results, algos[0])
-    (out / "compare.json").write_text(json.dumps({"results": results, "table": rows}, indent=2))
-    (out / "compare.md").write_text(markdown(rows))
-    print(markdown(rows))
+    report = {"results": results, "table": rows, "command": args.command_line}
+    text = "Best feasible validation accuracy (search fitness):\n\n" + markdown(rows)
+    if final is not None:
+        report["test_after_final"] = tests
+        report["test_table"] = summarize(tests, algos[0])
+        text += "\nHeld-out test accuracy of each run's winner after the final fine-tune:\n\n"
+        text += markdown(report["test_table"])
+    (out / "compare.json").write_text(json.dumps(report, indent=2))
+    (out / "compare.md").write_text(text)
+    print(text)
     return 0
 
 
@@ -66,6 +87,11 @@ def register(sub) -> None:
     sp.add_argument("--eval-epochs", type=int, default=1)
     sp.add_argument("--eval-train-samples", type=int, default=2000)
     sp.add_argument("--val-samples", type=int, default=1000)
+    sp.add_argument("--eval-seed", type=int, default=0,
+                    help="one fine-tune seed for every evaluation of every run (common random numbers; runs "
+                         "share evaluations through OUT/fitness.sqlite); -1: each run uses its own seed")
+    sp.add_argument("--final-epochs", type=int, default=0,
+                    help="QAT epochs of each run's winner, then its held-out test accuracy (0: skip)")
     add_executor_args(sp)
     sp.add_argument("--out", default="runs/compare", help="output directory (journals, compare.json/.md)")
     sp.set_defaults(fn=cmd_compare)
