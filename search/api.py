@@ -66,6 +66,16 @@ def check_constraints(cost_name: str, constraints: tuple[Constraint, ...]) -> No
                               ", ".join(model.provides))
 
 
+def search_candidates(board: Board, cost: str) -> tuple[int, ...]:
+    """The board's bit candidates; 2..8 for a FINN-based cost. FINN reads a 1-bit activation as
+    bipolar and maps it only in front of a binary (XNOR) layer: in mixed configurations its HLS
+    conversion rejects it ("MultiThreshold out_scale must be 1"), so one shared candidate set
+    leaves 1 out (see NOTES.md)."""
+    if cost in ("finn", "surrogate"):
+        return tuple(b for b in board.bit_candidates if b >= 2)
+    return board.bit_candidates
+
+
 def cost_options(spec: SearchSpec) -> dict:
     """FINN folds for the constraint: the cheapest folding that meets a latency limit."""
     latency = [c.limit for c in spec.constraints if c.quantity == "latency_ms"]
@@ -87,7 +97,7 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
                            spec.eval_recipe, spec.val_samples,
                            spec.seed if spec.eval_seed is None else spec.eval_seed,
                            FitnessMemo(spec.fitness_memo) if spec.fitness_memo else None)
-    space = Space.from_specs(entry.specs, board.bit_candidates, entry.default_bits())
+    space = Space.from_specs(entry.specs, search_candidates(board, spec.cost), entry.default_bits())
     imp = layer_importance(importance_norms(entry, fp_state, space.variables), spec.settings.alpha,
                            spec.settings.beta)
     searcher = make_searcher(spec.algo, space, spec.settings, spec.seed, imp)
@@ -102,18 +112,45 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
     result = run_search(space, searcher, problem.evaluate, run_dir, signature, screening=settings.screening,
                         seed=spec.seed, progress=progress, on_eval=on_eval, budget=spec.budget, executor=executor)
     result["fp_val_acc"] = evaluate(fp_model, data.val.subset(spec.val_samples))
-    if spec.final_recipe is not None:
-        from bitswarm.models import BitConfig
-        from bitswarm.train import load_float_weights, train
+    from bitswarm.models import BitConfig
+    from bitswarm.train import load_float_weights, train
 
-        torch.manual_seed(spec.seed)
-        best = entry.build(BitConfig.from_dict({"layers": result["best"]["bits"]}))
-        load_float_weights(best, fp_state)
+    torch.manual_seed(spec.seed)
+    best_bits = BitConfig.from_dict({"layers": result["best"]["bits"]})
+    best = entry.build(best_bits)
+    load_float_weights(best, fp_state)
+    if spec.final_recipe is not None:
         best = train(best, data, spec.final_recipe, spec.seed, None, progress=progress, desc="final fine-tune")
         result["final"] = {"val_acc": evaluate(best, data.val), "test_acc": evaluate(best, data.test),
                            "fp_test_acc": evaluate(fp_model, data.test), "recipe": spec.final_recipe.key()}
+    if spec.cost in ("finn", "surrogate") and board.fpga is not None:
+        result["recheck"] = recheck_with_finn(best, best_bits, entry, board, spec, env)
+    if "final" in result or "recheck" in result:
         (run_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
     return result
+
+
+def recheck_with_finn(model, bits, entry: ZooEntry, board: Board, spec: SearchSpec,
+                      env: Environment | None) -> dict:
+    """FINN's estimate of the *exported* winner (its QONNX file, not the cache), with the search's
+    folding policy: confirms that what will be deployed meets the constraints the search saw."""
+    import tempfile
+
+    from bitswarm.env import read_environment
+    from bitswarm.flows.export import export_qonnx
+    from bitswarm.hw.cost import Cost, total_violation
+    from bitswarm.hw.cost_bitops import bit_metrics
+    from bitswarm.hw.cost_finn import FinnCost
+    from bitswarm.hw.finn_estimate import finn_estimate_onnx
+
+    cache = (env or read_environment()).cache_dir
+    fps = FinnCost(cache_dir=cache, **cost_options(replace(spec, cost="finn"))).target_fps
+    with tempfile.TemporaryDirectory(prefix="bitswarm-recheck-") as tmp:
+        onnx = export_qonnx(model.eval(), entry.input_shape, Path(tmp) / "winner.qonnx.onnx").path
+        est = finn_estimate_onnx(onnx, board, cache, target_fps=fps, entry=entry)
+    cost = Cost(est.source, {**est.values, **bit_metrics(entry, bits).values})
+    return {"source": "finn-estimate of the exported QONNX winner", "target_fps": fps, "values": dict(cost.values),
+            "violation": total_violation(spec.constraints, cost)}
 
 
 def run_small_search(cfg, entry: ZooEntry, pkg: Path):
@@ -143,10 +180,8 @@ def run_small_search(cfg, entry: ZooEntry, pkg: Path):
                       cost=cost, constraints=constraints,
                       eval_recipe=replace(EVAL_RECIPE, epochs=1, max_train=opts.get("eval_train", 4000)),
                       val_samples=2000, seed=cfg.seed)
-    # FINN maps a 1-bit (bipolar) activation only before a binary (XNOR) layer; its HLS conversion
-    # rejects it in mixed configurations ("MultiThreshold out_scale must be 1"), so the deploy
-    # searches 2..8 bits (see NOTES.md)
-    board = replace(cfg.board, bit_candidates=tuple(b for b in cfg.board.bit_candidates if b >= 2))
+    # the deploy searches 2..8 bits whatever the cost, so a CPU-only fallback finds the same kind of winner
+    board = replace(cfg.board, bit_candidates=search_candidates(cfg.board, "finn"))
     result = search(entry, data, board, fp.model, spec, pkg / "search", cfg.env)
     history = json.loads((pkg / "search" / "history.json").read_text())
     from bitswarm.search.journal import Journal

@@ -104,3 +104,33 @@ def test_ray_executor_on_a_local_ray_instance(tmp_path):
         assert distributed["best"] == serial["best"] and distributed["evaluations"] == serial["evaluations"]
     finally:
         ray.shutdown()
+
+
+def test_fitness_memo_trains_a_configuration_once_across_runs_and_processes(tmp_path):
+    import pickle
+
+    import torch
+
+    from bitswarm.boards import load_board
+    from bitswarm.hw.cost import Constraint, get_cost_model
+    from bitswarm.models import get_model
+    from bitswarm.search.problem import FitnessMemo, QuantProblem
+
+    entry = get_model("tfc")
+    fp = {k: torch.zeros(2) for k in ("a", "b")}
+    memo = FitnessMemo(tmp_path / "fitness.sqlite")
+    trained = []
+
+    class Counting(QuantProblem):
+        def fine_tune_and_validate(self, bits):
+            trained.append(bits.key())
+            return 0.5 + len(trained) / 100
+
+    args = (entry, None, fp, load_board("pynq-z2"), get_cost_model("bitops"), (Constraint("avg_bits", 3),))
+    a, b = Counting(*args, memo=memo), Counting(*args, memo=pickle.loads(pickle.dumps(memo)))
+    bits = entry.uniform_bits(2, 2)
+    assert a.evaluate(bits)[0] == b.evaluate(bits)[0] == 0.51  # the second run reads the first run's result
+    assert trained == [bits.key()]
+    other_fp = Counting(entry, None, {k: torch.ones(2) for k in fp}, *args[3:], memo=memo)
+    other_fp.evaluate(bits)  # another float checkpoint is another key
+    assert len(trained) == 2

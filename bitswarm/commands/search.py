@@ -79,6 +79,11 @@ def cmd_search(args) -> int:
         f = r["final"]
         print(f"after final fine-tune: val {f['val_acc']:.2%}, test {f['test_acc']:.2%} "
               f"(float test {f['fp_test_acc']:.2%}; ΔAccuracy {f['test_acc'] - f['fp_test_acc']:+.2%})")
+    if "recheck" in r:
+        rc = r["recheck"]
+        verdict = "meets the constraints" if rc["violation"] == 0 else f"VIOLATES them by {rc['violation']:.3g}"
+        print(f"re-checked with FINN on the exported winner ({rc['target_fps']} FPS folding): "
+              + ", ".join(f"{c.quantity}={rc['values'][c.quantity]:.4g}" for c in constraints) + f": {verdict}")
     print(f"run dir: {run_dir}")
     return 0
 
