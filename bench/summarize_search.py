@@ -1,0 +1,65 @@
+"""Tables for BENCHMARKS.md from `bitswarm compare` output directories (bench/bench_search.sh).
+
+Per searcher: best feasible validation accuracy (the search's fitness), held-out test accuracy of
+the winner after the final fine-tune, ΔAccuracy (Eq. 8: quantized test - float test), compression
+ratio (Eq. 9) and average operation bit-width (Eq. 11) of the winners, evaluations actually
+trained, wall time; Mann-Whitney U p-values against BBPSO-Quantizer on both accuracies and
+Friedman mean ranks (scipy), as the paper's Table 10.
+
+    .venv/bin/python bench/summarize_search.py runs/bench-search-avg3 runs/bench-search-avg4
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bitswarm.search.stats import summarize
+
+
+def load_runs(out: Path) -> dict[str, list[dict]]:
+    algos = json.loads((out / "compare.json").read_text())["results"]
+    runs = {}
+    for algo in algos:
+        rs = [json.loads((out / f"{algo}-s{s}" / "result.json").read_text())
+              for s in range(len(algos[algo]))]
+        runs[algo] = rs
+    return runs
+
+
+def table(out: Path) -> str:
+    runs = load_runs(out)
+    ref = next(iter(runs))
+    feasible = {a: [r["best"]["violation"] == 0 for r in rs] for a, rs in runs.items()}
+    val = {a: [r["best"]["fitness"] if ok else 0.0 for r, ok in zip(rs, feasible[a], strict=True)]
+           for a, rs in runs.items()}
+    test = {a: [r["final"]["test_acc"] if ok else 0.0 for r, ok in zip(rs, feasible[a], strict=True)]
+            for a, rs in runs.items()}
+    sv, st = ({r["algo"]: r for r in summarize(d, ref)} for d in (val, test))
+    head = ("| searcher | feasible | val acc (search) | p | test acc after final FT | p | ΔAcc (Eq. 8) | "
+            "compression (Eq. 9) | avg op bits (Eq. 11) | distinct configs | Friedman rank (test) |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
+    rows = []
+    for a, rs in runs.items():
+        d_acc = [r["final"]["test_acc"] - r["final"]["fp_test_acc"] for r in rs]
+        cr = [r["best"]["cost"]["compression_ratio"] for r in rs]
+        ab = [r["best"]["cost"]["avg_bits"] for r in rs]
+        pv, pt = sv[a].get(f"p_vs_{ref}", float("nan")), st[a].get(f"p_vs_{ref}", float("nan"))
+        rows.append(f"| {a} | {sum(feasible[a])}/{len(rs)} | {np.mean(val[a]):.4f} ± {np.std(val[a], ddof=1):.4f} | "
+                    f"{_p(pv)} | {np.mean(test[a]):.4f} ± {np.std(test[a], ddof=1):.4f} | {_p(pt)} | "
+                    f"{np.mean(d_acc):+.2%} | {np.mean(cr):.2f}x | {np.mean(ab):.2f} | "
+                    f"{np.mean([r['unique_positions'] for r in rs]):.0f} | {st[a]['friedman_rank']:.2f} |")
+    fr_v, fr_t = next(iter(sv.values()))["friedman_p"], next(iter(st.values()))["friedman_p"]
+    return head + "\n".join(rows) + f"\n\nFriedman p: validation {fr_v:.3g}, test {fr_t:.3g}.\n"
+
+
+def _p(p: float) -> str:
+    return "–" if np.isnan(p) else f"{p:.3g}"
+
+
+if __name__ == "__main__":
+    for d in sys.argv[1:]:
+        print(f"### {d}\n\n{table(Path(d))}")
