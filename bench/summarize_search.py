@@ -6,7 +6,7 @@ ratio (Eq. 9) and average operation bit-width (Eq. 11) of the winners, evaluatio
 trained, wall time; Mann-Whitney U p-values against BBPSO-Quantizer on both accuracies and
 Friedman mean ranks (scipy), as the paper's Table 10.
 
-    .venv/bin/python bench/summarize_search.py runs/bench-search-avg3 runs/bench-search-avg4
+    .venv/bin/python bench/summarize_search.py runs/bench-search-avg3 bbpso-q,bbpso,ga,random
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ import numpy as np
 from bitswarm.search.stats import summarize
 
 
-def load_runs(out: Path) -> dict[str, list[dict]]:
-    algos = json.loads((out / "compare.json").read_text())["results"]
+def load_runs(out: Path, algos: list[str]) -> dict[str, list[dict]]:
+    """``OUT/<algo>-s<seed>/result.json`` of every finished run, seeds in order."""
     runs = {}
     for algo in algos:
-        rs = [json.loads((out / f"{algo}-s{s}" / "result.json").read_text())
-              for s in range(len(algos[algo]))]
-        runs[algo] = rs
-    return runs
+        dirs = sorted(out.glob(f"{algo}-s*/result.json"), key=lambda p: int(p.parent.name.rsplit("-s", 1)[1]))
+        runs[algo] = [r for r in (json.loads(p.read_text()) for p in dirs) if "final" in r]
+    n = min(len(rs) for rs in runs.values())  # the same seeds for every searcher
+    return {a: rs[:n] for a, rs in runs.items()}
 
 
-def table(out: Path) -> str:
-    runs = load_runs(out)
+def table(out: Path, algos: list[str]) -> str:
+    runs = load_runs(out, algos)
     ref = next(iter(runs))
     feasible = {a: [r["best"]["violation"] == 0 for r in rs] for a, rs in runs.items()}
     val = {a: [r["best"]["fitness"] if ok else 0.0 for r, ok in zip(rs, feasible[a], strict=True)]
@@ -61,5 +61,5 @@ def _p(p: float) -> str:
 
 
 if __name__ == "__main__":
-    for d in sys.argv[1:]:
-        print(f"### {d}\n\n{table(Path(d))}")
+    out, algos = Path(sys.argv[1]), sys.argv[2].split(",")
+    print(f"### {out} ({min(len(r) for r in load_runs(out, algos).values())} seeds)\n\n{table(out, algos)}")

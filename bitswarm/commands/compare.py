@@ -10,6 +10,21 @@ from bitswarm.commands.core import add_common
 from bitswarm.commands.search import add_constraint_args, add_executor_args, parse_constraints
 
 
+def finished_run(run_dir: Path, spec) -> dict | None:
+    """The result of a run this comparison already finished (same searcher, seed, budget, constraints,
+    evaluation and final recipes), so an interrupted or extended comparison does not redo it."""
+    path = run_dir / "result.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())
+    sig = r.get("signature", {})
+    same = (sig.get("algo") == spec.algo and sig.get("seed") == spec.seed and sig.get("budget") == spec.budget
+            and sig.get("eval_recipe") == spec.eval_recipe.key() and sig.get("eval_seed") == spec.eval_seed
+            and sig.get("constraints") == [c.describe() for c in spec.constraints])
+    final_ok = spec.final_recipe is None or r.get("final", {}).get("recipe") == spec.final_recipe.key()
+    return r if same and final_ok else None
+
+
 def cmd_compare(args) -> int:
     import sys
 
@@ -47,7 +62,8 @@ def cmd_compare(args) -> int:
                               val_samples=args.val_samples, seed=seed, budget=args.budget,
                               workers=args.workers, ray_address=args.ray_address, final_recipe=final,
                               eval_seed=args.eval_seed, fitness_memo=memo)
-            r = search(entry, data, board, fp.model, spec, out / f"{algo}-s{seed}", env, progress=False)
+            r = finished_run(out / f"{algo}-s{seed}", spec) or search(entry, data, board, fp.model, spec,
+                                                                       out / f"{algo}-s{seed}", env, progress=False)
             best = r["best"]
             results[algo].append(best["fitness"] if best["violation"] == 0 else 0.0)
             test = r.get("final", {}).get("test_acc")
