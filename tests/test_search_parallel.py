@@ -134,3 +134,21 @@ def test_fitness_memo_trains_a_configuration_once_across_runs_and_processes(tmp_
     other_fp = Counting(entry, None, {k: torch.ones(2) for k in fp}, *args[3:], memo=memo)
     other_fp.evaluate(bits)  # another float checkpoint is another key
     assert len(trained) == 2
+
+
+def test_compare_reuses_a_finished_run_only_when_its_settings_match(tmp_path):
+    import json
+    from dataclasses import replace
+
+    from bitswarm.commands.compare import finished_run
+    from bitswarm.hw.cost import Constraint
+    from bitswarm.search.api import SearchSpec
+
+    spec = SearchSpec(algo="ga", constraints=(Constraint("avg_bits", 3),), seed=2, budget=50, eval_seed=0)
+    sig = {"algo": "ga", "seed": 2, "budget": 50, "eval_recipe": spec.eval_recipe.key(), "eval_seed": 0,
+           "constraints": ["avg_bits <= 3 bits (Eq. 11 average operation bit-width)"]}
+    assert finished_run(tmp_path, spec) is None
+    (tmp_path / "result.json").write_text(json.dumps({"signature": sig, "best": {}}))
+    assert finished_run(tmp_path, spec) is not None
+    assert finished_run(tmp_path, replace(spec, budget=60)) is None
+    assert finished_run(tmp_path, replace(spec, constraints=(Constraint("avg_bits", 4),))) is None
