@@ -1,0 +1,216 @@
+"""Fitting the FINN surrogate's per-layer tables from FINN estimate samples.
+
+Each FINN layer gets a *context*: the bit variables it can depend on by position in the
+dataflow graph (a weighted layer: its weight bits, the bits of its input stream and its own
+output bits; any other layer: the stream bits where it sits and the weight/input bits of the
+weighted layers on either side, which set its folding and accumulator width). The dependency is
+then verified on the data, per layer and quantity: the smallest subset of the context of which
+the samples show the quantity to be an exact function (with at least ``MIN_REPEATS`` samples
+that repeat a seen key, so that a one-sample-per-key "function" does not count) is used as a
+lookup table. Keys never seen, and quantities that are no exact function of the context (e.g.
+LUTs through FINN's data-dependent accumulator width), come from a small least-squares fit on
+features shaped like FINN's formulas (products of PE, SIMD, bit sums, 2^bits).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from bitswarm.hw.cost import Cost
+from bitswarm.hw.finn_estimate import WEIGHTED_FINN_OPS
+from bitswarm.hw.surrogate import LAYER_QUANTITIES, Surrogate, SurrogateLayer, Table, encode, variables
+from bitswarm.models import BitConfig, ZooEntry
+
+MIN_REPEATS = 5
+RIDGE = 1e-6
+
+
+def finn_names(cost: Cost) -> list[str]:
+    """The FINN node name of each per-layer entry (weighted layers are renamed to the model's names)."""
+    folding = cost.meta.get("folding") or {}
+    weighted = iter([n for n in folding if n.split("_")[0] in WEIGHTED_FINN_OPS])
+    names = {lc.name for lc in cost.per_layer}
+    return [lc.name if lc.name in folding or lc.name not in names else next(weighted, lc.name)
+            for lc in cost.per_layer]
+
+
+def contexts(entry: ZooEntry, layer_names: list[str]) -> list[tuple[tuple[int, ...], tuple[int, int, int]]]:
+    """Per FINN layer: its context variable indices, and the (W, A, B) roles among them (-1: none)."""
+    vi = {v: i for i, v in enumerate(variables(entry))}
+    stream, a_in, weighted = -1, {}, []
+    for s in entry.specs:
+        if s.has_weight:
+            a_in[s.name] = stream
+            weighted.append(s.name)
+        if s.has_act:
+            stream = vi[(s.name, "a")]
+    out, prev = [], None
+    for name in layer_names:
+        if name in a_in:
+            w, a, b = vi[(name, "w")], a_in[name], vi.get((name, "a"), -1)
+            out.append((_uniq(w, a, b), (w, a, b)))
+            prev = name
+            continue
+        nxt = next((n for n in weighted[weighted.index(prev) + 1 if prev else 0:]), None)
+        pw, pa = (vi[(prev, "w")], a_in[prev]) if prev else (-1, -1)
+        here = vi.get((prev, "a"), -1) if prev else (a_in[nxt] if nxt else -1)
+        nw = vi[(nxt, "w")] if nxt else -1
+        out.append((_uniq(pw, pa, here, nw), (nw if nw >= 0 else pw, here if here >= 0 else pa, here)))
+    return out
+
+
+def _uniq(*v: int) -> tuple[int, ...]:
+    return tuple(dict.fromkeys(i for i in v if i >= 0))
+
+
+def _consistent_subset(keys: np.ndarray, y: np.ndarray) -> tuple[int, ...] | None:
+    """Smallest column subset of ``keys`` of which ``y`` is an exact function, with enough repeats."""
+    n, m = keys.shape
+    for size in range(m + 1):
+        for sub in itertools.combinations(range(m), size):
+            groups: dict[tuple, float] = {}
+            ok = True
+            for row, val in zip(map(tuple, keys[:, sub]), y, strict=True):
+                if groups.setdefault(row, val) != val:
+                    ok = False
+                    break
+            if ok and n - len(groups) >= min(MIN_REPEATS, n - 1):
+                return sub
+    return None
+
+
+def _features(cells: np.ndarray, roles: tuple[int, int, int], ctx: tuple[int, ...], pe, simd, weighted: bool,
+              params: int) -> np.ndarray:
+    col = {v: cells[:, j].astype(float) for j, v in enumerate(ctx)}
+    w, a, b = (col.get(r, np.zeros(len(cells))) for r in roles)
+    one = np.ones(len(cells))
+    if weighted:  # FINN's MVAU LUT formula: multipliers, adder tree, accumulator, thresholds, LUTRAM weights
+        s = w + a
+        wmem = params / (pe * simd)
+        return np.stack([one, pe * simd * (2 * np.ceil(s / 6) - 1) * s, pe * (2 * simd - 1) * s, pe * s,
+                         pe * (2 ** b - 1) * s, pe * (2 ** b - 1), pe * simd * w * np.ceil(wmem / 64), pe * simd * w],
+                        axis=1)
+    cols = [one, pe, simd, pe * simd] + [f(col[v]) for v in ctx for f in (lambda x: x, lambda x: 2.0 ** x)]
+    cols += [pe * simd * col[v] for v in ctx]
+    return np.stack(cols, axis=1)
+
+
+def _lstsq(f: np.ndarray, y: np.ndarray) -> np.ndarray:
+    scale = np.abs(f).max(axis=0)
+    scale[scale == 0] = 1.0
+    fs = f / scale
+    coef = np.linalg.solve(fs.T @ fs + RIDGE * len(y) * np.eye(f.shape[1]), fs.T @ y)
+    return coef / scale
+
+
+def _grid(k: int, m: int) -> np.ndarray:
+    return np.array(list(itertools.product(range(k), repeat=m)), dtype=np.int64).reshape(-1, m)
+
+
+def _lookup_table(idx_cols: np.ndarray, y: np.ndarray, sub: tuple[int, ...], k: int):
+    """Values over the grid of ``sub`` columns, NaN where a key was never seen."""
+    vals = np.full(k ** len(sub), np.nan)
+    flat = np.zeros(len(y), dtype=np.int64)
+    for j in sub:
+        flat = flat * k + idx_cols[:, j]
+    vals[flat] = y
+    return vals
+
+
+def _regression(feats, variant_grid, train_feats, variant, y) -> np.ndarray:
+    """One least-squares fit per FINN implementation variant (e.g. MVAU_hls / MVAU_rtl), else one for all."""
+    out = np.maximum(feats @ _lstsq(train_feats, y), 0.0)
+    for v in np.unique(variant):
+        rows = variant == v
+        if rows.sum() >= min(8, len(y)) and len(np.unique(variant)) > 1:
+            cells = variant_grid == v
+            out[cells] = np.maximum(feats[cells] @ _lstsq(train_feats[rows], y[rows]), 0.0)
+    return out
+
+
+def fit_layer(name: str, op: str, ctx, roles, idx: np.ndarray, x: np.ndarray, ys: dict[str, np.ndarray],
+              pe: np.ndarray, simd: np.ndarray, variant: np.ndarray, cands: np.ndarray,
+              params: int) -> tuple[SurrogateLayer, dict]:
+    k, m = len(cands), len(ctx)
+    keys = idx[:, list(ctx)]
+    grid = _grid(k, m)
+    # folding and implementation variant over the grid: lookup where the data show a function, else the commonest
+    fpe, fsimd, fvar = (_fill(keys, v, grid, k) for v in (pe, simd, variant))
+    feats = _features(cands[grid], roles, ctx, fpe, fsimd, op.split("_")[0] in WEIGHTED_FINN_OPS, params)
+    train_feats = _features(x[:, list(ctx)], roles, ctx, pe, simd, op.split("_")[0] in WEIGHTED_FINN_OPS, params)
+    tables, found = {}, {}
+    for q in LAYER_QUANTITIES:
+        y = ys[q]
+        sub = _consistent_subset(keys, y)
+        reg = _regression(feats, fvar, train_feats, variant, y)
+        if sub is not None and len(set(y.tolist())) == 1:
+            tables[q] = Table((), (float(y[0]),), "constant")
+        elif sub is not None:
+            look = _lookup_table(keys, y, sub, k)
+            if not np.isnan(look).any():
+                tables[q] = Table(tuple(ctx[j] for j in sub), tuple(look.tolist()), "lookup")
+            else:
+                proj = np.zeros(len(grid), dtype=np.int64)
+                for j in sub:
+                    proj = proj * k + grid[:, j]
+                vals = np.where(np.isnan(look[proj]), reg, look[proj])
+                tables[q] = Table(tuple(ctx), tuple(vals.tolist()), "lookup")
+        else:
+            tables[q] = Table(tuple(ctx), tuple(reg.tolist()), "regression")
+        found[q] = None if sub is None else [ctx[j] for j in sub]
+    return SurrogateLayer(name, op, tables), found
+
+
+def _fill(keys, v, grid, k):
+    """A categorical/folding value over the grid: exact where its key was seen, else the nearest seen key's."""
+    sub = _consistent_subset(keys, v)
+    if sub is None:
+        return np.full(len(grid), float(np.bincount(v.astype(np.int64)).argmax()))
+    seen = {tuple(r): val for r, val in zip(keys[:, sub].tolist(), v.tolist(), strict=True)}
+    pts = np.array(list(seen), dtype=np.int64).reshape(len(seen), len(sub))
+    vals = np.array(list(seen.values()))
+    dist = np.abs(grid[:, None, list(sub)] - pts[None, :, :]).sum(axis=2)
+    return vals[dist.argmin(axis=1)]
+
+
+def fit(entry: ZooEntry, board, policy: str, candidates: tuple[int, ...],
+        samples: list[tuple[BitConfig, Cost]]) -> tuple[Surrogate, dict]:
+    """Fit a surrogate to ``samples``; also returns, per layer and quantity, the dependency the data showed."""
+    configs = [b for b, _ in samples]
+    x = encode(entry, configs)
+    cands = np.array(candidates)
+    pos = {c: i for i, c in enumerate(candidates)}
+    idx = np.vectorize(pos.__getitem__)(x) if x.size else x
+    fnames = [dict(zip([lc.name for lc in c.per_layer], finn_names(c), strict=True)) for _, c in samples]
+    names = list(dict.fromkeys(n for f in fnames for n in f))
+    ctxs = contexts(entry, names)
+    params = {s.name: s.params for s in entry.specs}
+    layers, deps = [], {}
+    for li, name in enumerate(names):
+        per = [{lc.name: lc for lc in c.per_layer}.get(name) for _, c in samples]
+        ys = {q: np.array([p.values.get(q, 0.0) if p else 0.0 for p in per]) for q in LAYER_QUANTITIES}
+        fn = [f.get(name, "") for f in fnames]
+        fold = [(c.meta.get("folding") or {}).get(n, {}) for (_, c), n in zip(samples, fn, strict=True)]
+        pe = np.array([f.get("PE", 1) for f in fold], dtype=float)
+        simd = np.array([f.get("SIMD", 1) for f in fold], dtype=float)
+        kinds = sorted({n.rsplit("_", 1)[0] for n in fn})
+        variant = np.array([kinds.index(n.rsplit("_", 1)[0]) for n in fn], dtype=float)
+        op = "/".join(kinds)
+        lay, found = fit_layer(name, op, ctxs[li][0], ctxs[li][1], idx, x, ys, pe, simd, variant, cands,
+                               params.get(name, 0))
+        layers.append(lay)
+        deps[name] = {q: (None if v is None else [":".join(variables(entry)[i]) for i in v]) for q, v in found.items()}
+    totals = {"uram": float(np.mean([c.values.get("uram", 0.0) for _, c in samples]))}
+    vi = {v: i for i, v in enumerate(variables(entry))}
+    stream, bit_layers = -1, []
+    for s in entry.specs:
+        if s.has_weight and s.macs:
+            bit_layers.append((vi[(s.name, "w")], stream, s.macs, s.params))
+        if s.has_act:
+            stream = vi[(s.name, "a")]
+    f = board.fpga
+    sur = Surrogate(entry.name, board.name, f.part, f.clock_mhz, policy, tuple(candidates),
+                    tuple(variables(entry)), tuple(layers), totals, {}, {}, tuple(bit_layers))
+    return sur, deps
