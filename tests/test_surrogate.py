@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +133,46 @@ def test_cli_calibrates_tfc_with_real_finn(tmp_path):
     assert "held-out error on 2 configurations" in run.stdout
     sur = load_surrogate(out)
     assert sur.error["test"]["lut"]["n"] == 2 and sur.model == "tfc"
+
+
+def test_correction_ratio_from_one_point_and_linear_from_two(tmp_path):
+    from bitswarm.hw.correction import correction_from, fit_correction, read_measured, read_post_synth
+
+    assert fit_correction([100.0], [150.0]) == {"scale": 1.5, "offset": 0.0, "points": 1, "kind": "ratio"}
+    lin = fit_correction([100.0, 200.0], [130.0, 250.0])
+    assert lin["scale"] == pytest.approx(1.2) and lin["offset"] == pytest.approx(10.0)
+    assert fit_correction([0.0], [0.0]) is None
+    corr, lines = correction_from([{"name": "a", "estimate": {"lut": 100.0, "bram18": 10.0, "dsp": 0.0},
+                                    "measured": {"lut": 120.0, "bram18": 20.0, "dsp": 0.0}}])
+    assert corr["lut"]["scale"] == pytest.approx(1.2) and "dsp" not in corr and "in-sample" in lines[-1]
+    psr = tmp_path / "post_synth_resources.json"
+    psr.write_text(json.dumps({"(top)": {"LUT": 1000, "FF": 2000, "BRAM_36K": 3, "BRAM_18K": 1, "DSP48E": 2},
+                               "MVAU_hls_0": {"LUT": 500}}))
+    assert read_post_synth(psr, "x") == {"lut": 1000, "ff": 2000, "bram18": 7, "dsp": 2, "uram": 0}
+    meas = tmp_path / "m.yaml"
+    meas.write_text("model: tfc\nmeasurements:\n  - bits: w2a2\n    post_synth_resources: post_synth_resources.json\n")
+    (m,) = read_measured(meas, get_model("tfc"), (2, 3))
+    assert m["measured"]["lut"] == 1000 and m["bits"]["fc0"].w == 2
+    meas.write_text("model: cnv\nmeasurements: [{bits: w2a2, measured: {lut: 1}}]\n")
+    with pytest.raises(ConfigError, match="field 'model'"):
+        read_measured(meas, get_model("tfc"), (2, 3))
+
+
+def test_published_cnv_w1a1_file_reads():
+    from bitswarm.hw.correction import read_measured
+
+    published = Path(__file__).resolve().parents[1] / "bench/measured/cnv-w1a1-xc7z020-published.yaml"
+    (m,) = read_measured(published, get_model("cnv"), (1, 8))
+    assert m["measured"]["bram18"] == 205 and m["bits"]["input_quant"].a == 8 and m["bits"]["conv3"].w == 1
+    assert m["folding_file"].endswith("cnv-w1a1_folding_config.json")
+
+
+def test_surrogate_applies_its_correction(fake, tmp_path):
+    from dataclasses import replace
+
+    entry, board = get_model("tfc"), load_board("pynq-z2")
+    sur, _ = cal.calibrate(entry, board, tmp_path, n_train=12, n_test=3)
+    x = encode(entry, [entry.default_bits()])
+    corrected = replace(sur, correction={"lut": {"scale": 2.0, "offset": 5.0}})
+    assert corrected.predict_many(x)["lut"][0] == pytest.approx(2 * sur.predict_many(x)["lut"][0] + 5)
+    assert corrected.predict_many(x)["bram18"][0] == sur.predict_many(x)["bram18"][0]
