@@ -28,7 +28,8 @@ def parse_constraints(args):
 
 def add_constraint_args(sp, default_cost: str = "bitops") -> None:
     sp.add_argument("--cost", default=default_cost,
-                    help="cost model: bitops (default), qonnx, finn, tvm; see bitswarm.hw.cost")
+                    help="cost model: bitops (default), qonnx, finn, surrogate (after `bitswarm calibrate`), tvm; "
+                         "see bitswarm.hw.cost")
     sp.add_argument("--constraint", action="append", help="QUANTITY<=LIMIT (repeatable), e.g. lut<=30000")
     for k, q in SHORTCUTS.items():
         sp.add_argument("--" + k.replace("_", "-"), type=float, default=None, help=f"shortcut for {q}<=LIMIT")
