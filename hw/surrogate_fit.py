@@ -164,15 +164,31 @@ def fit_layer(name: str, op: str, ctx, roles, idx: np.ndarray, x: np.ndarray, ys
 
 
 def _fill(keys, v, grid, k):
-    """A categorical/folding value over the grid: exact where its key was seen, else the nearest seen key's."""
+    """A folding or variant value over the grid: exact where its key was seen; elsewhere what the seen keys
+    below and above it agree on (when the value is monotone in the bits, as FINN's hls->rtl switch is), else
+    the majority of the nearest seen keys."""
     sub = _consistent_subset(keys, v)
     if sub is None:
         return np.full(len(grid), float(np.bincount(v.astype(np.int64)).argmax()))
     seen = {tuple(r): val for r, val in zip(keys[:, sub].tolist(), v.tolist(), strict=True)}
     pts = np.array(list(seen), dtype=np.int64).reshape(len(seen), len(sub))
     vals = np.array(list(seen.values()))
-    dist = np.abs(grid[:, None, list(sub)] - pts[None, :, :]).sum(axis=2)
-    return vals[dist.argmin(axis=1)]
+    cells = grid[:, list(sub)]
+    le = (pts[None, :, :] <= cells[:, None, :]).all(axis=2)  # seen key i is below cell g
+    ge = (pts[None, :, :] >= cells[:, None, :]).all(axis=2)
+    mono = all(vals[i] <= vals[j] for i in range(len(pts)) for j in range(len(pts)) if (pts[i] <= pts[j]).all())
+    dist = np.abs(cells[:, None, :] - pts[None, :, :]).sum(axis=2)
+    out = np.empty(len(grid))
+    for g in range(len(grid)):
+        lo = vals[le[g]].max() if mono and le[g].any() else None
+        hi = vals[ge[g]].min() if mono and ge[g].any() else None
+        if lo is not None and lo == hi:
+            out[g] = lo
+        else:
+            near = vals[dist[g] == dist[g].min()]
+            uniq, counts = np.unique(near, return_counts=True)
+            out[g] = uniq[counts.argmax()]
+    return out
 
 
 def fit(entry: ZooEntry, board, policy: str, candidates: tuple[int, ...],
