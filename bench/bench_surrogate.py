@@ -99,7 +99,7 @@ def bench_model(name: str, board, args, cache: Path) -> dict:
                               "test": curve[-1]["test"], "train": evaluate(sur, entry, tr), "dependencies": deps})
     out = cache / "surrogate" / f"bench-{name}-{board.name}-fps10000.json"  # MBs of tables: not in the repo
     sur.save(out)
-    bits_dependent_cycles = {n: d["cycles"] for n, d in deps.items() if d["cycles"]}
+    bits_dependent_cycles = {n: d["cycles"] for n, d in deps.items() if not n.startswith("_") and d["cycles"]}
     return {"model": name, "n_train": len(tr), "n_test": len(te), "samples_s": time.perf_counter() - t0,
             "curve": curve, "dependencies": deps, "cycles_depend_on_bits": bits_dependent_cycles,
             "speed": surrogate_speed(sur, entry, board, args.seed), "surrogate_file": str(out),

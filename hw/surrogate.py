@@ -76,6 +76,13 @@ class Surrogate:
     error: dict = field(default_factory=dict)  # held-out and training error, per quantity
     correction: dict = field(default_factory=dict)  # quantity -> {"scale", "offset", ...} (hw.correction)
     bit_layers: tuple[tuple[int, int, int, int], ...] = ()  # (w var, act-in var or -1, macs, params)
+    # FINN's two-pass folding: when the fps target is out of reach, every layer is folded again for the
+    # slowest layer's cycles T. T = max over layers of a learned bound per value of one bit variable;
+    # tables may use T (as variable index len(variables), over t_values) like a bit variable.
+    t_values: tuple[float, ...] = (0.0,)
+    bottleneck: tuple[Table, ...] = ()  # per weighted layer: its first-pass cycles per weight bit-width
+    t_floor: float = 0.0  # the target's cycles per frame
+    t_map: tuple[tuple[float, int], ...] = ()  # first-pass slowest cycles -> index into t_values (seen in samples)
 
     # ---- prediction -----------------------------------------------------------------------
     def _index(self, x: np.ndarray) -> np.ndarray:
@@ -88,16 +95,35 @@ class Surrogate:
                               ", ".join(map(str, self.candidates)))
         return idx
 
+    def sizes(self) -> list[int]:
+        return [len(self.candidates)] * len(self.variables) + [len(self.t_values)]
+
     def _gather(self, table: Table, idx: np.ndarray) -> np.ndarray:
-        k = len(self.candidates)
+        sizes = self.sizes()
         flat = np.zeros(len(idx), dtype=np.int64)
         for v in table.vars:
-            flat = flat * k + idx[:, v]
+            flat = flat * sizes[v] + idx[:, v]
         return np.asarray(table.values)[flat]
+
+    def first_pass(self, idx: np.ndarray) -> np.ndarray:
+        t = np.full(len(idx), self.t_floor)
+        for table in self.bottleneck:
+            t = np.maximum(t, self._gather(table, idx))
+        return t
+
+    def t_index(self, idx: np.ndarray) -> np.ndarray:
+        """Index into ``t_values`` of each configuration's slowest-layer cycles (through the first pass)."""
+        if not self.t_map:
+            return np.zeros(len(idx), dtype=np.int64)
+        keys = np.array([k for k, _ in self.t_map])
+        vals = np.array([v for _, v in self.t_map], dtype=np.int64)
+        t = self.first_pass(idx)
+        return vals[np.abs(t[:, None] - keys[None, :]).argmin(axis=1)]
 
     def predict_layers(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Per-layer predictions, each ``(n, layers)``, before any correction."""
         idx = self._index(np.asarray(x, dtype=np.int64))
+        idx = np.concatenate([idx, self.t_index(idx)[:, None]], axis=1)
         return {q: np.stack([self._gather(lay.tables[q], idx) for lay in self.layers], axis=1)
                 for q in LAYER_QUANTITIES}
 
@@ -195,31 +221,43 @@ def _field_of(e: Exception) -> str:
 
 def _from_dict(d: dict) -> Surrogate:
     layers = tuple(SurrogateLayer(str(lay["name"]), str(lay["op"]),
-                                  {q: Table(tuple(int(v) for v in t["vars"]), tuple(float(v) for v in t["values"]),
-                                            str(t["how"])) for q, t in lay["tables"].items()})
+                                  {q: _table(t) for q, t in lay["tables"].items()})
                    for lay in d["layers"])
     return Surrogate(str(d["model"]), str(d["board"]), str(d["part"]), float(d["clock_mhz"]), str(d["policy"]),
                      tuple(int(c) for c in d["candidates"]), tuple((str(n), str(k)) for n, k in d["variables"]),
                      layers, {str(k): float(v) for k, v in d["totals"].items()}, dict(d.get("error", {})),
                      {str(q): dict(c) for q, c in d.get("correction", {}).items()},
-                     tuple(tuple(int(v) for v in b) for b in d.get("bit_layers", ())))
+                     tuple(tuple(int(v) for v in b) for b in d.get("bit_layers", ())),
+                     tuple(float(v) for v in d["t_values"]), tuple(_table(t) for t in d["bottleneck"]),
+                     float(d["t_floor"]), tuple((float(k), int(v)) for k, v in d["t_map"]))
+
+
+def _table(t: dict) -> Table:
+    return Table(tuple(int(v) for v in t["vars"]), tuple(float(v) for v in t["values"]), str(t["how"]))
+
+
+def _check_table(t: Table, where: str, sizes: list[int], src: str) -> None:
+    if any(not 0 <= v < len(sizes) for v in t.vars):
+        raise ConfigError(src, f"{where}.vars", f"variable index out of range 0..{len(sizes) - 1}")
+    need = int(np.prod([sizes[v] for v in t.vars]))
+    if len(t.values) != need or not np.isfinite(t.values).all():
+        raise ConfigError(src, f"{where}.values", f"{len(t.values)} values ({need} finite ones needed)")
 
 
 def _check_tables(sur: Surrogate, src: str) -> None:
-    k, nvar = len(sur.candidates), len(sur.variables)
-    if not sur.layers:
+    nvar, sizes = len(sur.variables), sur.sizes()
+    if not sur.layers or not sur.t_values:
         raise ConfigError(src, "layers", "empty", "at least one FINN layer")
     for i, lay in enumerate(sur.layers):
         missing = [q for q in LAYER_QUANTITIES if q not in lay.tables]
         if missing:
             raise ConfigError(src, f"layers[{i}].tables", f"missing {', '.join(missing)}", ", ".join(LAYER_QUANTITIES))
         for q, t in lay.tables.items():
-            where = f"layers[{i}].tables.{q}"
-            if any(not 0 <= v < nvar for v in t.vars):
-                raise ConfigError(src, f"{where}.vars", f"variable index out of range 0..{nvar - 1}")
-            if len(t.values) != k ** len(t.vars) or not np.isfinite(t.values).all():
-                raise ConfigError(src, f"{where}.values", f"{len(t.values)} values (finite ones needed: "
-                                  f"{k}^{len(t.vars)} = {k ** len(t.vars)})")
+            _check_table(t, f"layers[{i}].tables.{q}", sizes, src)
+    for i, t in enumerate(sur.bottleneck):
+        _check_table(t, f"bottleneck[{i}]", sizes, src)
+    if any(not 0 <= v < len(sur.t_values) for _, v in sur.t_map):
+        raise ConfigError(src, "t_map", f"index out of range 0..{len(sur.t_values) - 1}")
     for j, (wv, av, _, _) in enumerate(sur.bit_layers):
         if not (0 <= wv < nvar and -1 <= av < nvar):
             raise ConfigError(src, f"bit_layers[{j}]", "variable index out of range")

@@ -54,10 +54,13 @@ def contexts(entry: ZooEntry, layer_names: list[str]) -> list[tuple[tuple[int, .
             prev = name
             continue
         nxt = next((n for n in weighted[weighted.index(prev) + 1 if prev else 0:]), None)
-        pw, pa = (vi[(prev, "w")], a_in[prev]) if prev else (-1, -1)
         here = vi.get((prev, "a"), -1) if prev else (a_in[nxt] if nxt else -1)
-        nw = vi[(nxt, "w")] if nxt else -1
-        out.append((_uniq(pw, pa, here, nw), (nw if nw >= 0 else pw, here if here >= 0 else pa, here)))
+        if nxt is None and prev is not None:  # after the last weighted layer: its accumulator (w, input bits)
+            w, a = vi[(prev, "w")], a_in[prev]
+            out.append((_uniq(w, a), (w, a, -1)))
+        else:  # the stream bits here and the next weighted layer's weights (its SIMD sets a sliding window's)
+            nw = vi[(nxt, "w")] if nxt else -1
+            out.append((_uniq(here, nw), (nw, here, here)))
     return out
 
 
@@ -82,7 +85,7 @@ def _consistent_subset(keys: np.ndarray, y: np.ndarray) -> tuple[int, ...] | Non
 
 
 def _features(cells: np.ndarray, roles: tuple[int, int, int], ctx: tuple[int, ...], pe, simd, weighted: bool,
-              params: int) -> np.ndarray:
+              params: int, t_var: int) -> np.ndarray:
     col = {v: cells[:, j].astype(float) for j, v in enumerate(ctx)}
     w, a, b = (col.get(r, np.zeros(len(cells))) for r in roles)
     one = np.ones(len(cells))
@@ -90,11 +93,20 @@ def _features(cells: np.ndarray, roles: tuple[int, int, int], ctx: tuple[int, ..
         s = w + a
         wmem = params / (pe * simd)
         return np.stack([one, pe * simd * (2 * np.ceil(s / 6) - 1) * s, pe * (2 * simd - 1) * s, pe * s,
-                         pe * (2 ** b - 1) * s, pe * (2 ** b - 1), pe * simd * w * np.ceil(wmem / 64), pe * simd * w],
-                        axis=1)
-    cols = [one, pe, simd, pe * simd] + [f(col[v]) for v in ctx for f in (lambda x: x, lambda x: 2.0 ** x)]
-    cols += [pe * simd * col[v] for v in ctx]
+                         pe * (2 ** b - 1) * s, pe * (2 ** b - 1), pe * simd * w * np.ceil(wmem / 64), pe * simd * w,
+                         mvau_bram(wmem, pe * simd * w)], axis=1)
+    bits = [v for v in ctx if v != t_var]
+    cols = [one, pe, simd, pe * simd] + [f(col[v]) for v in bits for f in (lambda x: x, lambda x: 2.0 ** x)]
+    cols += [pe * simd * col[v] for v in bits] + ([col[t_var], 1.0 / col[t_var]] if t_var in ctx else [])
     return np.stack(cols, axis=1)
+
+
+def mvau_bram(omega: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """FINN's MVAU weight-memory BRAM18 estimate (RAMB18 in SDP modes, UG573) for depth and width."""
+    c = np.ceil
+    return np.select([width == 1, width == 2, width <= 4, width <= 9, (width <= 18) | (omega > 512)],
+                     [c(omega / 16384), c(omega / 8192), c(omega / 4096) * c(width / 4), c(omega / 2048) * c(width / 9),
+                      c(omega / 1024) * c(width / 18)], c(omega / 512) * c(width / 36))
 
 
 def _lstsq(f: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -105,17 +117,21 @@ def _lstsq(f: np.ndarray, y: np.ndarray) -> np.ndarray:
     return coef / scale
 
 
-def _grid(k: int, m: int) -> np.ndarray:
-    return np.array(list(itertools.product(range(k), repeat=m)), dtype=np.int64).reshape(-1, m)
+def _grid(sizes: list[int]) -> np.ndarray:
+    return np.array(list(itertools.product(*(range(k) for k in sizes))), dtype=np.int64).reshape(-1, len(sizes))
 
 
-def _lookup_table(idx_cols: np.ndarray, y: np.ndarray, sub: tuple[int, ...], k: int):
-    """Values over the grid of ``sub`` columns, NaN where a key was never seen."""
-    vals = np.full(k ** len(sub), np.nan)
-    flat = np.zeros(len(y), dtype=np.int64)
+def _flat(cols: np.ndarray, sub, sizes: list[int]) -> np.ndarray:
+    flat = np.zeros(len(cols), dtype=np.int64)
     for j in sub:
-        flat = flat * k + idx_cols[:, j]
-    vals[flat] = y
+        flat = flat * sizes[j] + cols[:, j]
+    return flat
+
+
+def _lookup_table(idx_cols: np.ndarray, y: np.ndarray, sub: tuple[int, ...], sizes: list[int]):
+    """Values over the grid of ``sub`` columns, NaN where a key was never seen."""
+    vals = np.full(int(np.prod([sizes[j] for j in sub])), np.nan)
+    vals[_flat(idx_cols, sub, sizes)] = y
     return vals
 
 
@@ -130,31 +146,56 @@ def _regression(feats, variant_grid, train_feats, variant, y) -> np.ndarray:
     return out
 
 
+def _fold_many(shape, w: np.ndarray, t_idx: np.ndarray, targets: list[float]) -> np.ndarray:
+    """(PE, SIMD, cycles) of an MVAU for arrays of weight bits and T indices, as FINN's final folding."""
+    mw, mh, vecs = shape
+    memo: dict[tuple[int, int], tuple[int, int, int]] = {}
+    out = np.zeros((len(w), 3))
+    for i, (wb, j) in enumerate(zip(w.tolist(), t_idx.tolist(), strict=True)):
+        if (wb, j) not in memo:
+            pe, simd = mvau_fold(mw, mh, vecs, int(wb), targets[j])
+            memo[wb, j] = (pe, simd, (mh // pe) * (mw // simd) * vecs)
+        out[i] = memo[wb, j]
+    return out
+
+
 def fit_layer(name: str, op: str, ctx, roles, idx: np.ndarray, x: np.ndarray, ys: dict[str, np.ndarray],
-              pe: np.ndarray, simd: np.ndarray, variant: np.ndarray, cands: np.ndarray,
-              params: int) -> tuple[SurrogateLayer, dict]:
-    k, m = len(cands), len(ctx)
+              pe: np.ndarray, simd: np.ndarray, variant: np.ndarray, values: list[np.ndarray],
+              params: int, fold_fn=None) -> tuple[SurrogateLayer, dict]:
+    sizes = [len(values[v]) for v in ctx]
     keys = idx[:, list(ctx)]
-    grid = _grid(k, m)
+    grid = _grid(sizes)
+    cells = np.stack([values[v][grid[:, j]] for j, v in enumerate(ctx)], axis=1)
     # folding and implementation variant over the grid: lookup where the data show a function, else the commonest
-    fpe, fsimd, fvar = (_fill(keys, v, grid, k) for v in (pe, simd, variant))
-    feats = _features(cands[grid], roles, ctx, fpe, fsimd, op.split("_")[0] in WEIGHTED_FINN_OPS, params)
-    train_feats = _features(x[:, list(ctx)], roles, ctx, pe, simd, op.split("_")[0] in WEIGHTED_FINN_OPS, params)
+    fpe, fsimd, fvar = (_fill(keys, v, grid) for v in (pe, simd, variant))
+    analytic = None
+    if fold_fn is not None and roles[0] in ctx and len(values) - 1 in ctx:  # FINN's own folding, where it agrees
+        tcol = ctx.index(len(values) - 1)
+        mine = fold_fn(values[roles[0]][idx[:, roles[0]]], idx[:, -1])
+        if np.array_equal(mine[:, 0], pe) and np.array_equal(mine[:, 1], simd):
+            analytic = fold_fn(cells[:, ctx.index(roles[0])], grid[:, tcol])
+            fpe, fsimd = analytic[:, 0], analytic[:, 1]
+            if not np.array_equal(mine[:, 2], ys["cycles"]):
+                analytic = None
+    mvau = op.split("_")[0] in WEIGHTED_FINN_OPS
+    feats = _features(cells, roles, ctx, fpe, fsimd, mvau, params, len(values) - 1)
+    train_cells = np.stack([values[v][idx[:, v]] for v in ctx], axis=1)
+    train_feats = _features(train_cells, roles, ctx, pe, simd, mvau, params, len(values) - 1)
     tables, found = {}, {}
     for q in LAYER_QUANTITIES:
         y = ys[q]
         sub = _consistent_subset(keys, y)
         reg = _regression(feats, fvar, train_feats, variant, y)
-        if sub is not None and len(set(y.tolist())) == 1:
+        if q == "cycles" and analytic is not None:
+            tables[q] = Table(tuple(ctx), tuple(analytic[:, 2].tolist()), "finn-folding")
+        elif sub is not None and len(set(y.tolist())) == 1:
             tables[q] = Table((), (float(y[0]),), "constant")
         elif sub is not None:
-            look = _lookup_table(keys, y, sub, k)
+            look = _lookup_table(keys, y, sub, sizes)
             if not np.isnan(look).any():
                 tables[q] = Table(tuple(ctx[j] for j in sub), tuple(look.tolist()), "lookup")
             else:
-                proj = np.zeros(len(grid), dtype=np.int64)
-                for j in sub:
-                    proj = proj * k + grid[:, j]
+                proj = _flat(grid, sub, sizes)
                 vals = np.where(np.isnan(look[proj]), reg, look[proj])
                 tables[q] = Table(tuple(ctx), tuple(vals.tolist()), "lookup")
         else:
@@ -163,7 +204,7 @@ def fit_layer(name: str, op: str, ctx, roles, idx: np.ndarray, x: np.ndarray, ys
     return SurrogateLayer(name, op, tables), found
 
 
-def _fill(keys, v, grid, k):
+def _fill(keys, v, grid):
     """A folding or variant value over the grid: exact where its key was seen; elsewhere what the seen keys
     below and above it agree on (when the value is monotone in the bits, as FINN's hls->rtl switch is), else
     the majority of the nearest seen keys."""
@@ -191,18 +232,91 @@ def _fill(keys, v, grid, k):
     return out
 
 
+WWIDTH_MAX = 36  # finn-plus SetFolding's mvau_wwidth_max default
+AP_INT_MAX = 8191  # finn.util.basic.MAX_ALLOWED_AP_INT_W
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def mvau_fold(mw: int, mh: int, vecs: int, w: int, target: float) -> tuple[int, int]:
+    """FINN's SetFolding for one MVAU (internal_decoupled): SIMD up while the weight stream per PE stays
+    <= mvau_wwidth_max, then PE up (stream <= AP_INT_MAX), until ``target`` cycles are met; (PE, SIMD)."""
+    simd = pe = 1
+    for d in _divisors(mw):
+        prev, simd = simd, d
+        if mh * (mw // simd) * vecs <= target:
+            break
+        if w * simd > WWIDTH_MAX:
+            simd = prev
+            break
+    for d in _divisors(mh):
+        prev, pe = pe, d
+        if pe * simd * w > AP_INT_MAX:
+            pe = prev
+            break
+        if (mh // pe) * (mw // simd) * vecs <= target:
+            break
+    return pe, simd
+
+
+def mvau_shapes(entry: ZooEntry) -> dict[str, tuple[int, int, int]]:
+    """``name -> (MW, MH, vectors per frame)`` of each dense weighted layer (from the model's weights)."""
+    from torch import nn
+
+    modules = dict(entry.build(entry.default_bits()).named_modules())
+    out = {}
+    for s in entry.specs:
+        m = modules.get(s.name)
+        if s.has_weight and s.params and isinstance(m, nn.Conv2d | nn.Linear) and getattr(m, "groups", 1) == 1:
+            out[s.name] = (int(m.weight[0].numel()), int(m.weight.shape[0]), s.macs // s.params)
+    return out
+
+
+def first_pass_tables(entry: ZooEntry, shapes: dict, candidates, target: float) -> tuple[Table, ...]:
+    """Per weighted layer, FINN's first-pass cycles for each candidate weight bit-width.
+
+    When the fps target is out of reach (SIMD capped by weight bits), finn-plus folds every layer a second
+    time for the slowest first-pass layer's cycles T; the per-layer tables then use T as a context variable."""
+    vi = {v: i for i, v in enumerate(variables(entry))}
+    out = []
+    for name, (mw, mh, vecs) in shapes.items():
+        cyc = []
+        for c in candidates:
+            pe, simd = mvau_fold(mw, mh, vecs, c, target)
+            cyc.append(float((mh // pe) * (mw // simd) * vecs))
+        out.append(Table((vi[(name, "w")],), tuple(cyc), "first-pass"))
+    return tuple(out)
+
+
 def fit(entry: ZooEntry, board, policy: str, candidates: tuple[int, ...],
         samples: list[tuple[BitConfig, Cost]]) -> tuple[Surrogate, dict]:
     """Fit a surrogate to ``samples``; also returns, per layer and quantity, the dependency the data showed."""
     configs = [b for b, _ in samples]
     x = encode(entry, configs)
-    cands = np.array(candidates)
+    var = variables(entry)
+    nvar = len(var)
     pos = {c: i for i, c in enumerate(candidates)}
     idx = np.vectorize(pos.__getitem__)(x) if x.size else x
+    t = np.array([c.values["cycles"] for _, c in samples])
+    t_values = np.unique(t)
+    target = board.fpga.clock_mhz * 1e6 / float(policy.split(":")[1])
+    shapes = mvau_shapes(entry)
+    bounds = first_pass_tables(entry, shapes, candidates, target)
+    probe = Surrogate(entry.name, board.name, "", 1.0, policy, tuple(candidates), tuple(var), (), {},
+                      t_values=tuple(t_values.tolist()), bottleneck=bounds, t_floor=target)
+    t_pass = probe.first_pass(idx)
+    t_idx = np.searchsorted(t_values, t)
+    t_map = tuple((float(k), int(np.bincount(t_idx[t_pass == k]).argmax())) for k in np.unique(t_pass))
+    idx = np.concatenate([idx, t_idx[:, None]], axis=1)
+    folding_target = [min(k for k, v in t_map if v == j) for j in range(len(t_values))]
+    values = [np.array(candidates, dtype=float)] * nvar + [t_values]
     fnames = [dict(zip([lc.name for lc in c.per_layer], finn_names(c), strict=True)) for _, c in samples]
     names = list(dict.fromkeys(n for f in fnames for n in f))
-    ctxs = contexts(entry, names)
+    ctxs = [((*ctx, nvar) if len(t_values) > 1 else ctx, roles) for ctx, roles in contexts(entry, names)]
     params = {s.name: s.params for s in entry.specs}
+    label = [":".join(v) for v in var] + ["T"]
     layers, deps = [], {}
     for li, name in enumerate(names):
         per = [{lc.name: lc for lc in c.per_layer}.get(name) for _, c in samples]
@@ -213,20 +327,27 @@ def fit(entry: ZooEntry, board, policy: str, candidates: tuple[int, ...],
         simd = np.array([f.get("SIMD", 1) for f in fold], dtype=float)
         kinds = sorted({n.rsplit("_", 1)[0] for n in fn})
         variant = np.array([kinds.index(n.rsplit("_", 1)[0]) for n in fn], dtype=float)
-        op = "/".join(kinds)
-        lay, found = fit_layer(name, op, ctxs[li][0], ctxs[li][1], idx, x, ys, pe, simd, variant, cands,
-                               params.get(name, 0))
+        shape = shapes.get(name)
+        fold_fn = None if shape is None else (lambda w, j, shape=shape: _fold_many(shape, w, j, folding_target))
+        lay, found = fit_layer(name, "/".join(kinds), ctxs[li][0], ctxs[li][1], idx, x, ys, pe, simd, variant,
+                               values, params.get(name, 0), fold_fn)
         layers.append(lay)
-        deps[name] = {q: (None if v is None else [":".join(variables(entry)[i]) for i in v]) for q, v in found.items()}
+        deps[name] = {q: (None if v is None else [label[i] for i in v]) for q, v in found.items()}
     totals = {"uram": float(np.mean([c.values.get("uram", 0.0) for _, c in samples]))}
+    f = board.fpga
+    sur = Surrogate(entry.name, board.name, f.part, f.clock_mhz, policy, tuple(candidates), tuple(var),
+                    tuple(layers), totals, {}, {}, bit_layers(entry), tuple(t_values.tolist()), bounds, target, t_map)
+    t_hat = np.asarray(sur.t_values)[sur.t_index(idx[:, :nvar])]
+    deps["_slowest_layer_T_exact_on_train"] = float(np.mean(t_hat == t))
+    return sur, deps
+
+
+def bit_layers(entry: ZooEntry) -> tuple[tuple[int, int, int, int], ...]:
     vi = {v: i for i, v in enumerate(variables(entry))}
-    stream, bit_layers = -1, []
+    stream, out = -1, []
     for s in entry.specs:
         if s.has_weight and s.macs:
-            bit_layers.append((vi[(s.name, "w")], stream, s.macs, s.params))
+            out.append((vi[(s.name, "w")], stream, s.macs, s.params))
         if s.has_act:
             stream = vi[(s.name, "a")]
-    f = board.fpga
-    sur = Surrogate(entry.name, board.name, f.part, f.clock_mhz, policy, tuple(candidates),
-                    tuple(variables(entry)), tuple(layers), totals, {}, {}, tuple(bit_layers))
-    return sur, deps
+    return tuple(out)
