@@ -21,6 +21,7 @@ import numpy as np
 from bitswarm.hw.cost import Cost
 from bitswarm.hw.finn_estimate import WEIGHTED_FINN_OPS
 from bitswarm.hw.surrogate import LAYER_QUANTITIES, Surrogate, SurrogateLayer, Table, encode, variables
+from bitswarm.hw.surrogate_folding import first_pass_tables, fold_many, mvau_bram, mvau_shapes
 from bitswarm.models import BitConfig, ZooEntry
 
 MIN_REPEATS = 5
@@ -101,14 +102,6 @@ def _features(cells: np.ndarray, roles: tuple[int, int, int], ctx: tuple[int, ..
     return np.stack(cols, axis=1)
 
 
-def mvau_bram(omega: np.ndarray, width: np.ndarray) -> np.ndarray:
-    """FINN's MVAU weight-memory BRAM18 estimate (RAMB18 in SDP modes, UG573) for depth and width."""
-    c = np.ceil
-    return np.select([width == 1, width == 2, width <= 4, width <= 9, (width <= 18) | (omega > 512)],
-                     [c(omega / 16384), c(omega / 8192), c(omega / 4096) * c(width / 4), c(omega / 2048) * c(width / 9),
-                      c(omega / 1024) * c(width / 18)], c(omega / 512) * c(width / 36))
-
-
 def _lstsq(f: np.ndarray, y: np.ndarray) -> np.ndarray:
     scale = np.abs(f).max(axis=0)
     scale[scale == 0] = 1.0
@@ -143,19 +136,6 @@ def _regression(feats, variant_grid, train_feats, variant, y) -> np.ndarray:
         if rows.sum() >= min(8, len(y)) and len(np.unique(variant)) > 1:
             cells = variant_grid == v
             out[cells] = np.maximum(feats[cells] @ _lstsq(train_feats[rows], y[rows]), 0.0)
-    return out
-
-
-def _fold_many(shape, w: np.ndarray, t_idx: np.ndarray, targets: list[float]) -> np.ndarray:
-    """(PE, SIMD, cycles) of an MVAU for arrays of weight bits and T indices, as FINN's final folding."""
-    mw, mh, vecs = shape
-    memo: dict[tuple[int, int], tuple[int, int, int]] = {}
-    out = np.zeros((len(w), 3))
-    for i, (wb, j) in enumerate(zip(w.tolist(), t_idx.tolist(), strict=True)):
-        if (wb, j) not in memo:
-            pe, simd = mvau_fold(mw, mh, vecs, int(wb), targets[j])
-            memo[wb, j] = (pe, simd, (mh // pe) * (mw // simd) * vecs)
-        out[i] = memo[wb, j]
     return out
 
 
@@ -232,64 +212,6 @@ def _fill(keys, v, grid):
     return out
 
 
-WWIDTH_MAX = 36  # finn-plus SetFolding's mvau_wwidth_max default
-AP_INT_MAX = 8191  # finn.util.basic.MAX_ALLOWED_AP_INT_W
-
-
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
-def mvau_fold(mw: int, mh: int, vecs: int, w: int, target: float) -> tuple[int, int]:
-    """FINN's SetFolding for one MVAU (internal_decoupled): SIMD up while the weight stream per PE stays
-    <= mvau_wwidth_max, then PE up (stream <= AP_INT_MAX), until ``target`` cycles are met; (PE, SIMD)."""
-    simd = pe = 1
-    for d in _divisors(mw):
-        prev, simd = simd, d
-        if mh * (mw // simd) * vecs <= target:
-            break
-        if w * simd > WWIDTH_MAX:
-            simd = prev
-            break
-    for d in _divisors(mh):
-        prev, pe = pe, d
-        if pe * simd * w > AP_INT_MAX:
-            pe = prev
-            break
-        if (mh // pe) * (mw // simd) * vecs <= target:
-            break
-    return pe, simd
-
-
-def mvau_shapes(entry: ZooEntry) -> dict[str, tuple[int, int, int]]:
-    """``name -> (MW, MH, vectors per frame)`` of each dense weighted layer (from the model's weights)."""
-    from torch import nn
-
-    modules = dict(entry.build(entry.default_bits()).named_modules())
-    out = {}
-    for s in entry.specs:
-        m = modules.get(s.name)
-        if s.has_weight and s.params and isinstance(m, nn.Conv2d | nn.Linear) and getattr(m, "groups", 1) == 1:
-            out[s.name] = (int(m.weight[0].numel()), int(m.weight.shape[0]), s.macs // s.params)
-    return out
-
-
-def first_pass_tables(entry: ZooEntry, shapes: dict, candidates, target: float) -> tuple[Table, ...]:
-    """Per weighted layer, FINN's first-pass cycles for each candidate weight bit-width.
-
-    When the fps target is out of reach (SIMD capped by weight bits), finn-plus folds every layer a second
-    time for the slowest first-pass layer's cycles T; the per-layer tables then use T as a context variable."""
-    vi = {v: i for i, v in enumerate(variables(entry))}
-    out = []
-    for name, (mw, mh, vecs) in shapes.items():
-        cyc = []
-        for c in candidates:
-            pe, simd = mvau_fold(mw, mh, vecs, c, target)
-            cyc.append(float((mh // pe) * (mw // simd) * vecs))
-        out.append(Table((vi[(name, "w")],), tuple(cyc), "first-pass"))
-    return tuple(out)
-
-
 def fit(entry: ZooEntry, board, policy: str, candidates: tuple[int, ...],
         samples: list[tuple[BitConfig, Cost]]) -> tuple[Surrogate, dict]:
     """Fit a surrogate to ``samples``; also returns, per layer and quantity, the dependency the data showed."""
@@ -328,7 +250,7 @@ def fit(entry: ZooEntry, board, policy: str, candidates: tuple[int, ...],
         kinds = sorted({n.rsplit("_", 1)[0] for n in fn})
         variant = np.array([kinds.index(n.rsplit("_", 1)[0]) for n in fn], dtype=float)
         shape = shapes.get(name)
-        fold_fn = None if shape is None else (lambda w, j, shape=shape: _fold_many(shape, w, j, folding_target))
+        fold_fn = None if shape is None else (lambda w, j, shape=shape: fold_many(shape, w, j, folding_target))
         lay, found = fit_layer(name, "/".join(kinds), ctxs[li][0], ctxs[li][1], idx, x, ys, pe, simd, variant,
                                values, params.get(name, 0), fold_fn)
         layers.append(lay)
