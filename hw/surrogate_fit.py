@@ -2,14 +2,18 @@
 
 Each FINN layer gets a *context*: the bit variables it can depend on by position in the
 dataflow graph (a weighted layer: its weight bits, the bits of its input stream and its own
-output bits; any other layer: the stream bits where it sits and the weight/input bits of the
-weighted layers on either side, which set its folding and accumulator width). The dependency is
-then verified on the data, per layer and quantity: the smallest subset of the context of which
-the samples show the quantity to be an exact function (with at least ``MIN_REPEATS`` samples
-that repeat a seen key, so that a one-sample-per-key "function" does not count) is used as a
-lookup table. Keys never seen, and quantities that are no exact function of the context (e.g.
-LUTs through FINN's data-dependent accumulator width), come from a small least-squares fit on
-features shaped like FINN's formulas (products of PE, SIMD, bit sums, 2^bits).
+output bits; any other layer: the stream bits where it sits and the next weighted layer's weight
+bits, which set a sliding window's SIMD; after the last weighted layer: that layer's weight and
+input bits), plus T, the slowest layer's cycles, when the samples show FINN's second folding pass
+(:mod:`bitswarm.hw.surrogate_folding`). The dependency is then verified on the data, per layer and
+quantity: the smallest subset of the context of which the samples show the quantity to be an
+exact function (with at least ``MIN_REPEATS`` samples that repeat a seen key, so that a
+one-sample-per-key "function" does not count) is used as a lookup table. Keys never seen, and
+quantities that are no exact function of the context (e.g. LUTs through FINN's data-dependent
+accumulator width), come from a small least-squares fit on features shaped like FINN's formulas
+(products of PE, SIMD, bit sums, 2^bits, FINN's BRAM rule), one per implementation variant
+(e.g. MVAU_hls/MVAU_rtl). MVAU folding and cycles follow FINN's SetFolding rule wherever that rule
+reproduces every sample of the layer.
 """
 
 from __future__ import annotations
