@@ -121,6 +121,8 @@ def main() -> None:
     board = load_board(args.board)
     cache = read_environment().cache_dir
     results = {"board": board.name, "cache_dir": str(cache), "models": {}}
+    if not args.finn_speed and Path(args.out).exists():  # keep the FINN timings of an earlier run
+        results["finn_speed"] = json.loads(Path(args.out).read_text()).get("finn_speed", {})
     for name in args.models:
         if args.finn_speed:
             results.setdefault("finn_speed", {})[name] = finn_speed(get_model(name), board, args.finn_speed, args.seed)

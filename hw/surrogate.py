@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,11 @@ class Table:
 
     vars: tuple[int, ...]
     values: tuple[float, ...]  # row-major over the candidates of each variable
-    how: str  # "lookup" (exact where seen, regression elsewhere), "regression" or "constant"
+    how: str  # "lookup" (exact where seen, regression elsewhere), "regression", "constant", "finn-folding"
+
+    @cached_property
+    def array(self) -> np.ndarray:
+        return np.asarray(self.values)
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,7 @@ class Surrogate:
         flat = np.zeros(len(idx), dtype=np.int64)
         for v in table.vars:
             flat = flat * sizes[v] + idx[:, v]
-        return np.asarray(table.values)[flat]
+        return table.array[flat]
 
     def first_pass(self, idx: np.ndarray) -> np.ndarray:
         t = np.full(len(idx), self.t_floor)
@@ -127,10 +132,10 @@ class Surrogate:
         return {q: np.stack([self._gather(lay.tables[q], idx) for lay in self.layers], axis=1)
                 for q in LAYER_QUANTITIES}
 
-    def predict_many(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def predict_many(self, x: np.ndarray, per: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         """All quantities for a batch ``x`` (from :func:`encode`), each an array of length n."""
         x = np.asarray(x, dtype=np.int64)
-        per = self.predict_layers(x)
+        per = self.predict_layers(x) if per is None else per
         clk_ns = 1000.0 / self.clock_mhz
         out = {q: per[q].sum(axis=1) for q in ("lut", "bram18", "dsp")}
         out["cycles"] = per["cycles"].max(axis=1)
@@ -166,8 +171,8 @@ class Surrogate:
     def predict(self, entry: ZooEntry, bits: BitConfig, board: Board, source: str = "") -> Cost:
         self.check_for(entry, board, source or "surrogate")
         x = encode(entry, [bits])
-        vals = {q: float(v[0]) for q, v in self.predict_many(x).items()}
         per = self.predict_layers(x)
+        vals = {q: float(v[0]) for q, v in self.predict_many(x, per).items()}
         layers = tuple(LayerCost(lay.name, {q: float(per[q][0, i]) for q in LAYER_QUANTITIES})
                        for i, lay in enumerate(self.layers))
         return Cost("surrogate", vals, layers, {"policy": self.policy, "surrogate_error": self.error,
