@@ -176,3 +176,15 @@ def test_surrogate_applies_its_correction(fake, tmp_path):
     corrected = replace(sur, correction={"lut": {"scale": 2.0, "offset": 5.0}})
     assert corrected.predict_many(x)["lut"][0] == pytest.approx(2 * sur.predict_many(x)["lut"][0] + 5)
     assert corrected.predict_many(x)["bram18"][0] == sur.predict_many(x)["bram18"][0]
+
+
+def test_finn_mvau_folding_rule_reproduces_cnv_conv1():
+    """conv1 of CNV (MW 576, MH 64, 784 pixels): SIMD capped by 36 / weight bits, as seen in FINN's samples."""
+    from bitswarm.hw.surrogate_folding import mvau_bram, mvau_fold
+
+    assert mvau_fold(576, 64, 784, 6, 10000) == (64, 6)  # 75,264 cycles: the target is out of reach
+    assert mvau_fold(576, 64, 784, 8, 10000) == (64, 4)
+    assert mvau_fold(784, 64, 1, 4, 10000) == (1, 7)  # TFC fc0 meets the target with 7,168 cycles
+    # second pass for T = 75,264: FINN tests the target before the width cap, so SIMD 27 (108 bits) is kept
+    assert mvau_fold(27, 64, 900, 4, 75264) == (1, 27)
+    assert mvau_bram(np.array([512.0]), np.array([36.0]))[0] == 1
