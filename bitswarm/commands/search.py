@@ -28,7 +28,8 @@ def parse_constraints(args):
 
 def add_constraint_args(sp, default_cost: str = "bitops") -> None:
     sp.add_argument("--cost", default=default_cost,
-                    help="cost model: bitops (default), qonnx, finn, tvm; see bitswarm.hw.cost")
+                    help="cost model: bitops (default), qonnx, finn, surrogate (after `bitswarm calibrate`), tvm; "
+                         "see bitswarm.hw.cost")
     sp.add_argument("--constraint", action="append", help="QUANTITY<=LIMIT (repeatable), e.g. lut<=30000")
     for k, q in SHORTCUTS.items():
         sp.add_argument("--" + k.replace("_", "-"), type=float, default=None, help=f"shortcut for {q}<=LIMIT")
@@ -68,6 +69,15 @@ def cmd_search(args) -> int:
         from bitswarm.models.finn_support import check_finn_support
 
         check_finn_support(entry.build(entry.default_bits()))
+    if args.cost == "surrogate":  # a missing or mismatched calibration is found before any long work
+        from bitswarm.hw.cost import get_cost_model
+
+        calibrated = get_cost_model("surrogate").surrogate_for(entry, board).candidates
+        kept = tuple(b for b in board.bit_candidates if b in calibrated)
+        if kept != board.bit_candidates:  # as the deploy's FINN search: 1-bit is not in a mixed FINN config
+            print(f"--cost surrogate: searching the calibrated bit-widths {', '.join(map(str, kept))} "
+                  f"(board candidates {', '.join(map(str, board.bit_candidates))})")
+            board = replace(board, bit_candidates=kept)
     fp = train_float(entry, data, args.seed, fp_recipe(entry.dataset), env)
     run_dir = Path(args.run_dir or f"runs/{Path(entry.name.split(':')[0]).stem}-{board.name}-{args.algo}-s{args.seed}")
     r = search(entry, data, board, fp.model, spec, run_dir, env)

@@ -1,0 +1,109 @@
+"""Calibrate the FINN surrogate: random configurations -> FINN estimates (cached) -> fit -> held-out error.
+
+Training and held-out configurations come from two independent random streams of the same seed,
+so the held-out set does not move when the training-set size changes (and no held-out
+configuration is also a training one). Bits are drawn from the board's candidates of at least 2
+bits: FINN rejects 1-bit activations next to wider ones in mixed configurations.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from pathlib import Path
+
+from bitswarm.boards import Board
+from bitswarm.errors import ConfigError
+from bitswarm.models import BitConfig, ZooEntry
+from bitswarm.models.bitconfig import LayerBits
+
+MIN_BITS = 2
+
+
+def surrogate_candidates(board: Board) -> tuple[int, ...]:
+    cands = tuple(sorted(b for b in board.bit_candidates if MIN_BITS <= b <= 16))
+    if not cands:
+        raise ConfigError(board.source, "search.bit_candidates", "no candidate of 2..16 bits for FINN",
+                          "integers 2..16")
+    return cands
+
+
+def random_config(entry: ZooEntry, candidates: tuple[int, ...], rng: random.Random) -> BitConfig:
+    return BitConfig(tuple((s.name, LayerBits(rng.choice(candidates) if s.has_weight else None,
+                                              rng.choice(candidates) if s.has_act else None)) for s in entry.specs))
+
+
+def sample_configs(entry: ZooEntry, candidates: tuple[int, ...], n: int, seed: int, stream: str,
+                   exclude: frozenset[BitConfig] = frozenset()) -> list[BitConfig]:
+    """``n`` distinct random configurations of stream ``train`` or ``test`` (never one of ``exclude``)."""
+    rng = random.Random(f"bitswarm-surrogate:{entry.name}:{seed}:{stream}")
+    out: list[BitConfig] = []
+    seen = set(exclude)
+    for _ in range(100 * n + 100):
+        if len(out) == n:
+            break
+        b = random_config(entry, candidates, rng)
+        if b not in seen:
+            seen.add(b)
+            out.append(b)
+    return out
+
+
+def split_configs(entry: ZooEntry, candidates: tuple[int, ...], n_train: int, n_test: int, seed: int):
+    test = sample_configs(entry, candidates, n_test, seed, "test")
+    train = sample_configs(entry, candidates, n_train, seed, "train", exclude=frozenset(test))
+    return train, test
+
+
+def finn_samples(entry: ZooEntry, board: Board, configs: list[BitConfig], cache_dir: Path, target_fps: int,
+                 progress=None) -> list:
+    """FINN estimates (``Cost``) of ``configs``, from the disk cache where present."""
+    from bitswarm.hw.finn_estimate import finn_estimate
+
+    out = []
+    for b in configs:
+        out.append(finn_estimate(entry, b, board, cache_dir, target_fps))
+        if progress:
+            progress(len(out), len(configs))
+    return out
+
+
+QUANTITIES = ("lut", "bram18", "dsp", "uram", "cycles", "latency_ms", "throughput_fps")
+
+
+def error_stats(pred, true) -> dict[str, float]:
+    """MAPE and max APE (%) over samples with a non-zero truth, plus absolute errors over all."""
+    import numpy as np
+
+    pred, true = np.asarray(pred, dtype=float), np.asarray(true, dtype=float)
+    err = np.abs(pred - true)
+    nz = true != 0
+    ape = err[nz] / np.abs(true[nz]) * 100
+    return {"mape_pct": float(ape.mean()) if nz.any() else 0.0, "max_ape_pct": float(ape.max()) if nz.any() else 0.0,
+            "mae": float(err.mean()), "max_abs": float(err.max()), "n": int(len(true)), "n_nonzero": int(nz.sum())}
+
+
+def evaluate(sur, entry: ZooEntry, samples: list) -> dict[str, dict[str, float]]:
+    from bitswarm.hw.surrogate import encode
+
+    pred = sur.predict_many(encode(entry, [b for b, _ in samples]))
+    return {q: error_stats(pred[q], [c.values.get(q, 0.0) for _, c in samples]) for q in QUANTITIES}
+
+
+def calibrate(entry: ZooEntry, board: Board, cache_dir: Path, n_train: int = 60, n_test: int = 30, seed: int = 0,
+              target_fps: int = 10000, progress=None):
+    """FINN-estimate random configurations, fit on ``n_train``, measure the error on ``n_test`` held-out ones."""
+    from bitswarm.hw.cost_surrogate import policy_name
+    from bitswarm.hw.surrogate_fit import fit
+
+    if n_train < 2 or n_test < 1:
+        raise ConfigError("--train/--test", "train/test", f"{n_train}/{n_test} configurations",
+                          "at least 2 to fit and 1 held out")
+    cands = surrogate_candidates(board)
+    train, test = split_configs(entry, cands, n_train, n_test, seed)
+    costs = finn_samples(entry, board, train + test, cache_dir, target_fps, progress)
+    tr, te = list(zip(train, costs[:n_train], strict=True)), list(zip(test, costs[n_train:], strict=True))
+    sur, deps = fit(entry, board, policy_name(target_fps), cands, tr)
+    error = {"n_train": n_train, "n_test": n_test, "seed": seed, "test": evaluate(sur, entry, te),
+             "train": evaluate(sur, entry, tr), "dependencies": deps}
+    return replace(sur, error=error), te

@@ -1,0 +1,74 @@
+"""``--cost surrogate``: the calibrated FINN surrogate (:mod:`bitswarm.hw.surrogate`), microseconds per call.
+
+It answers the same quantities as ``--cost finn`` (FINN's lut, bram18, uram, dsp, cycles,
+latency_ms, throughput_fps, and the exact bit metrics) from a file written by
+``bitswarm calibrate``; by default ``<cache>/surrogate/<model>-<board>-fps<target>.json``, one
+per model, board and folding policy. Nothing is guessed: without a file, or with one for another
+model or board, it stops with a ConfigError that says what to run.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from bitswarm.errors import ConfigError
+from bitswarm.hw.cost import Cost, register_cost
+from bitswarm.hw.cost_bitops import BitOpsCost
+from bitswarm.hw.finn_estimate import require_fpga, target_fps_for_latency
+from bitswarm.hw.surrogate import Surrogate, encode, load_surrogate
+
+DEFAULT_FPS = 10000
+
+
+def policy_name(target_fps: int) -> str:
+    return f"fps:{target_fps}"
+
+
+def default_path(cache_dir: Path, model: str, board: str, target_fps: int) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model).strip("_")
+    return Path(cache_dir) / "surrogate" / f"{safe}-{board}-fps{target_fps}.json"
+
+
+def calibrate_hint(model: str, board: str, target_fps: int) -> str:
+    fps = "" if target_fps == DEFAULT_FPS else f" --target-fps {target_fps}"
+    return f"run `bitswarm calibrate --model {model} --board {board}{fps}` first"
+
+
+@register_cost("surrogate")
+class SurrogateCost:
+    name = "surrogate"
+    provides = ("lut", "bram18", "uram", "dsp", "cycles", "latency_ms", "throughput_fps", *BitOpsCost.provides)
+
+    def __init__(self, path: str | Path | None = None, target_fps: int | None = None,
+                 max_latency_ms: float | None = None, cache_dir: Path | None = None):
+        from bitswarm.env import read_environment
+
+        self.path = Path(path) if path else None
+        self.cache_dir = Path(cache_dir) if cache_dir else read_environment().cache_dir
+        self.target_fps = target_fps or (target_fps_for_latency(max_latency_ms) if max_latency_ms else DEFAULT_FPS)
+        self._loaded: dict[Path, Surrogate] = {}
+
+    def surrogate_for(self, entry, board) -> Surrogate:
+        require_fpga(board)
+        path = self.path or default_path(self.cache_dir, entry.name, board.name, self.target_fps)
+        if path not in self._loaded:
+            if not path.exists():
+                raise ConfigError(str(path), "-", f"no FINN surrogate for {entry.name} on {board.name} "
+                                  f"(folding {policy_name(self.target_fps)})",
+                                  calibrate_hint(entry.name, board.name, self.target_fps))
+            sur = load_surrogate(path)
+            sur.check_for(entry, board, str(path))
+            if self.path is None and sur.policy != policy_name(self.target_fps):
+                raise ConfigError(str(path), "policy", f"calibrated with folding {sur.policy}, "
+                                  f"not {policy_name(self.target_fps)}",
+                                  calibrate_hint(entry.name, board.name, self.target_fps))
+            self._loaded[path] = sur
+        return self._loaded[path]
+
+    def __call__(self, entry, bits, board) -> Cost:
+        return self.surrogate_for(entry, board).predict(entry, bits, board)
+
+    def predict_many(self, entry, configs, board) -> dict:
+        """Every quantity for a list of BitConfigs, as numpy arrays (vectorised)."""
+        return self.surrogate_for(entry, board).predict_many(encode(entry, list(configs)))
