@@ -90,7 +90,11 @@ def finn_estimate(entry: ZooEntry, bits: BitConfig, board: Board, cache_dir: Pat
     if cache.exists():
         d = json.loads(cache.read_text())
         return Cost(d["source"], d["values"], tuple(LayerCost(n, v) for n, v in d["per_layer"]), d["meta"])
-    model = entry.build(bits).eval()
+    import torch
+
+    with torch.random.fork_rng():  # FINN sizes accumulators from weight values: same weights, same estimate
+        torch.manual_seed(0)
+        model = entry.build(bits).eval()
     check_finn_support(model)
     tmp = Path(tempfile.mkdtemp(prefix="bitswarm-finn-export-"))
     try:

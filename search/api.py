@@ -77,9 +77,10 @@ def search_candidates(board: Board, cost: str) -> tuple[int, ...]:
 
 
 def cost_options(spec: SearchSpec) -> dict:
-    """FINN folds for the constraint: the cheapest folding that meets a latency limit."""
+    """FINN (and its surrogate, calibrated per folding policy) folds for the constraint: the cheapest
+    folding that meets a latency limit."""
     latency = [c.limit for c in spec.constraints if c.quantity == "latency_ms"]
-    return {"max_latency_ms": min(latency)} if spec.cost == "finn" and latency else {}
+    return {"max_latency_ms": min(latency)} if spec.cost in ("finn", "surrogate") and latency else {}
 
 
 def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchSpec, run_dir: Path,
