@@ -79,3 +79,19 @@ def test_cli_unreachable_board_exits_non_zero_with_one_line(tmp_path):
     assert run.stderr.strip().splitlines()[-1].endswith(f"board far at 127.0.0.1:{port} is unreachable "
                                                          "(Connection refused; waited <= 5 s)")
     assert not (tmp_path / "cache" / "tvm-cost").exists()
+
+
+def test_latency_constrained_search_with_tvm_cost_on_host(tmp_path, tiny_mnist_dir, monkeypatch, capsys):
+    """`bitswarm search --cost tvm --board host --max-latency-ms`: each evaluation measured through a
+    loopback RPC server that bitswarm starts and stops."""
+    import json
+
+    from bitswarm.cli import main
+
+    monkeypatch.setenv("BITSWARM_CACHE_DIR", str(tmp_path / "cache"))
+    rc = main(["search", "--data-dir", str(tiny_mnist_dir), "--board", "host", "--cost", "tvm", "--max-latency-ms", "5",
+               "--particles", "2", "--iters", "1", "--eval-epochs", "1", "--eval-train-samples", "300",
+               "--val-samples", "200", "--final-epochs", "0", "--run-dir", str(tmp_path / "run")])
+    assert rc == 0, capsys.readouterr().err
+    r = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert r["evaluations"] >= 2 and 0 < r["best"]["cost"]["latency_ms"] <= 5 and r["best"]["violation"] == 0
