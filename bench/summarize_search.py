@@ -6,13 +6,14 @@ ratio (Eq. 9) and average operation bit-width (Eq. 11) of the winners, evaluatio
 trained, wall time; Mann-Whitney U p-values against BBPSO-Quantizer on both accuracies and
 Friedman mean ranks (scipy), as the paper's Table 10.
 
-    .venv/bin/python bench/summarize_search.py runs/bench-search-avg3 bbpso-q,bbpso,ga,random
+    .venv/bin/python bench/summarize_search.py runs/bench-search-avg3 bbpso-q,bbpso,ga,random [plot.png]
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -56,10 +57,41 @@ def table(out: Path, algos: list[str]) -> str:
     return head + "\n".join(rows) + f"\n\nFriedman p: validation {fr_v:.3g}, test {fr_t:.3g}.\n"
 
 
+def convergence_plot(out: Path, algos: list[str], png: Path, title: str) -> None:
+    """Mean over seeds of the best feasible validation accuracy after n evaluations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    grid = np.arange(0, 101)
+    for algo in algos:
+        curves = []
+        for h in sorted(out.glob(f"{algo}-s*/history.json")):
+            rounds = json.loads(h.read_text())
+            ev = [r["evaluations"] for r in rounds]
+            best = [r["best_fitness"] if r["best_violation"] == 0 else np.nan for r in rounds]
+            curves.append([best[i - 1] if (i := np.searchsorted(ev, g, side="right")) > 0 else np.nan for g in grid])
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no seed feasible yet at the first evaluations
+            ax.plot(grid, np.nanmean(np.array(curves, float), axis=0), label=algo)
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("best feasible val. accuracy\n(mean over seeds feasible so far)")
+    ax.set_title(title, fontsize=9)
+    ax.set_ylim(0.95, 0.98)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
 def _p(p: float) -> str:
     return "–" if np.isnan(p) else f"{p:.3g}"
 
 
 if __name__ == "__main__":
     out, algos = Path(sys.argv[1]), sys.argv[2].split(",")
+    if len(sys.argv) > 3:  # PNG of the convergence curves
+        convergence_plot(out, algos, Path(sys.argv[3]), f"TFC/MNIST, {out.name}, 10 seeds, 2,000-sample 1-epoch QAT")
     print(f"### {out} ({min(len(r) for r in load_runs(out, algos).values())} seeds)\n\n{table(out, algos)}")

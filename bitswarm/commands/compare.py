@@ -44,7 +44,7 @@ def cmd_compare(args) -> int:
     check_constraints(args.cost, constraints)
     board, env = load_board(args.board), read_environment()
     entry, data, _ = resolve_model_and_data(args.model, args.dataset, args.data_dir, env, args.weights)
-    fp = train_float(entry, data, 0, fp_recipe(entry.dataset), env)
+    fp = train_float(entry, data, 0, scaled(fp_recipe(entry.dataset), args.fp_epochs), env)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     algos = [a.strip() for a in args.algos.split(",")]
@@ -106,6 +106,7 @@ def register(sub) -> None:
     sp.add_argument("--eval-seed", type=int, default=0,
                     help="one fine-tune seed for every evaluation of every run (common random numbers; runs "
                          "share evaluations through OUT/fitness.sqlite); -1: each run uses its own seed")
+    sp.add_argument("--fp-epochs", type=int, default=None, help="float training epochs (default: the dataset's recipe)")
     sp.add_argument("--final-epochs", type=int, default=0,
                     help="QAT epochs of each run's winner, then its held-out test accuracy (0: skip)")
     add_executor_args(sp)
