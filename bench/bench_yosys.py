@@ -87,7 +87,7 @@ def synth_units(onnx_path: Path, ModelWrapper, getCustomOp) -> list[dict]:
             try:
                 files = [str(Path(f)) for f in inst.get_rtl_file_list(abspath=True)]
                 top = _top(files, code_dir, node.name)
-                parts.append({"top": top, "files": files, "what": "layer"})
+                parts.append({"top": top, "files": files, "what": "layer", "code_dir": code_dir})
             except Exception as e:  # an op without a usable file list is reported, not guessed
                 reason = f"no RTL file list ({type(e).__name__}: {e})"
         else:
@@ -102,7 +102,8 @@ def synth_units(onnx_path: Path, ModelWrapper, getCustomOp) -> list[dict]:
             if ms:
                 files = [str(ms[0]), str(rtllib / "axi/hdl/axilite.sv"), str(rtllib / "memstream/hdl/memstream_axi.sv"),
                          str(rtllib / "memstream/hdl/memstream.sv")]
-                parts.append({"top": ms[0].name[:-2], "files": files, "what": "weights memstream"})
+                parts.append({"top": ms[0].name[:-2], "files": files, "what": "weights memstream",
+                              "code_dir": code_dir})
         kind = "full" if is_rtl and parts else ("memstream only" if parts else "skipped")
         units.append({"layer": node.name, "op_type": node.op_type, "mem_mode": mem_mode, "kind": kind,
                       "parts": parts, "reason": reason if kind != "full" else None})
@@ -112,11 +113,13 @@ def synth_units(onnx_path: Path, ModelWrapper, getCustomOp) -> list[dict]:
 def _key(part: dict) -> str:
     from bitswarm.hw.yosys import SANITIZE, yosys_script
 
-    h = hashlib.sha256((yosys_script(["<files>"], part["top"]) + repr(SANITIZE) + "stub:DSP48E1").encode())
+    h = hashlib.sha256((yosys_script(["<files>"], part["top"]) + repr(SANITIZE) + "stub:DSP48E1;dat:v2").encode())
     for f in part["files"]:
         p = Path(f)
         h.update(p.name.encode())
         h.update(p.read_bytes() if p.exists() else b"<missing>")
+    for dat in sorted(Path(part["code_dir"]).glob("*.dat")):
+        h.update(dat.read_bytes())
         # $readmemh init files referenced by the wrapper change the result too
         for inc in re.findall(r'"(/[^"]+\.dat)"', p.read_text(errors="replace")) if p.exists() else []:
             h.update(Path(inc).read_bytes() if Path(inc).exists() else b"<missing>")
@@ -144,7 +147,7 @@ def synth_part(part: dict, work: Path, cache: dict, timeout: float) -> dict:
         dst = d / Path(f).name
         dst.write_text(sanitize(Path(f).read_text(errors="replace")))
         local.append(dst.name)
-    for dat in Path(part["files"][0]).parent.glob("*.dat"):  # $readmemh files named relative to the layer dir
+    for dat in Path(part["code_dir"]).glob("*.dat"):  # $readmemh files named relative to the layer dir
         shutil.copy(dat, d / dat.name)
     r = run_yosys(d, local, part["top"], timeout=timeout)
     r["key"] = key
@@ -201,6 +204,47 @@ def run_config(model: str, label: str, board_name: str, target_fps: int, root: P
     return rows
 
 
+def _err(est, meas) -> str:
+    if est is None or meas is None:
+        return "—"
+    if meas == 0:
+        return "0" if est == 0 else f"{est - meas:+g} (abs)"
+    return f"{(est - meas) / meas * 100:+.0f}%"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """One line per synthesised unit: FINN estimate vs Yosys, error = (estimate - Yosys) / Yosys."""
+    out = ["| model | bits | layer | what was synthesised | FINN est. LUT / BRAM18 / DSP | Yosys LUT (+LUTRAM, SRL) "
+           "| Yosys FF | Yosys BRAM18 | Yosys DSP | LUT error | BRAM error | DSP error |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        f = r["finn"]
+        est = f"{f['lut'] or 0:g} / {f['bram18'] or 0:g} / {f['dsp'] or 0:g}"
+        if r["kind"] == "skipped" or not r["parts"]:
+            out.append(f"| {r['model']} | {r['bits']} | {r['layer']} | not synthesised: {r['reason']} | {est} "
+                       "| — | — | — | — | — | — | — |")
+            continue
+        failed = [p for p in r["parts"] if p["status"] != "ok"]
+        what = " + ".join(p["what"] for p in r["parts"])
+        if r["kind"] == "memstream only":
+            what += " (HLS core not synthesised)"
+        if failed:
+            why = "; ".join(f"{p['what']} {p['status']}: {(p.get('error') or [''])[0]}" for p in failed)
+            out.append(f"| {r['model']} | {r['bits']} | {r['layer']} | **{why}** | {est} "
+                       "| — | — | — | — | — | — | — |")
+            continue
+        y = r["yosys"]
+        lut = f"{y['lut_total']} ({y['lut']} + {y['lutram_luts']}, {y['srl']})"
+        full = r["kind"] == "full"
+        lut_err = _err(f["lut"], y["lut_total"]) if full else "n/a (partial)"
+        if full and not f["lut"] and y["lut_total"]:
+            lut_err = "FINN estimates 0"
+        out.append(f"| {r['model']} | {r['bits']} | {r['layer']} | {what} | {est} | {lut} | {y['ff']} | {y['bram18']} "
+                   f"| {y['dsp']} | {lut_err} "
+                   f"| {_err(f['bram18'], y['bram18'])} | {_err(f['dsp'], y['dsp']) if full else 'n/a'} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--configs", nargs="+", default=["tfc:default", "tfc:w2a2"], help="model:bits (default | wXaY)")
@@ -210,7 +254,11 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("runs/yosys"))
     ap.add_argument("--cache", type=Path, default=Path("runs/yosys/synth-cache.json"))
     ap.add_argument("--out", type=Path, default=Path("bench/results/yosys.json"))
+    ap.add_argument("--markdown", action="store_true", help="print the table of --out and exit")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown_table(json.loads(args.out.read_text())["rows"]))
+        return
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     venv_bin = str(Path(sys.executable).parent)
     os.environ["PATH"] = venv_bin + os.pathsep + os.environ.get("PATH", "")
