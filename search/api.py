@@ -51,7 +51,7 @@ class SearchSpec:
     final_recipe: Recipe | None = None  # the winner's long fine-tune (None: skip)
     seed: int = 0
     budget: int | None = None  # max evaluations (termination between rounds); None: run all iterations
-    workers: int = 1  # evaluations of one round in parallel: > 1 = local process pool
+    workers: int | None = 1  # evaluations of one round in parallel: > 1 = local process pool, None = per core
     ray_address: str | None = None  # Ray cluster ("local" = a local Ray instance) instead of the pool
     worker_threads: int = 1  # torch threads per parallel worker
     eval_seed: int | None = None  # seed of every evaluation's fine-tune (None: the run's seed)

@@ -128,8 +128,22 @@ class RayExecutor:
             self.ray.kill(a)
 
 
-def make_executor(evaluate: Callable, workers: int = 1, ray_address: str | None = None, threads: int = 1):
-    """``ray_address`` set: Ray; ``workers`` > 1: local process pool; else serial."""
+def auto_workers(evaluate: Callable) -> int:
+    """The default: one process per CPU core when the evaluation can be shipped to processes."""
+    import os
+
+    try:
+        _pickled(evaluate)
+    except ConfigError:
+        return 1  # e.g. a TVM cost holding its RPC server: evaluations stay in this process
+    return max(1, os.cpu_count() or 1)
+
+
+def make_executor(evaluate: Callable, workers: int | None = 1, ray_address: str | None = None, threads: int = 1):
+    """``ray_address`` set: Ray; ``workers`` > 1: local process pool; None: one process per core
+    (serial when the evaluation cannot be pickled); else serial."""
+    if workers is None:
+        workers = auto_workers(evaluate)
     if workers < 1:
         raise ConfigError("--workers", "workers", f"{workers} is not a number of processes", "an integer >= 1")
     if ray_address:

@@ -152,3 +152,29 @@ def test_compare_reuses_a_finished_run_only_when_its_settings_match(tmp_path):
     assert finished_run(tmp_path, spec) is not None
     assert finished_run(tmp_path, replace(spec, budget=60)) is None
     assert finished_run(tmp_path, replace(spec, constraints=(Constraint("avg_bits", 4),))) is None
+
+
+def test_cost_follows_the_constraints_when_not_given(capsys):
+    from argparse import Namespace
+
+    from bitswarm.boards import load_board
+    from bitswarm.commands.search import resolve_cost
+    from bitswarm.hw.cost import Constraint
+
+    bits, lat = (Constraint("avg_bits", 3),), (Constraint("latency_ms", 1.0),)
+    assert resolve_cost(Namespace(cost=None), bits, load_board("pynq-z2")) == "bitops"
+    assert resolve_cost(Namespace(cost=None), lat, load_board("pynq-z2")) == "finn"
+    assert resolve_cost(Namespace(cost=None), lat, load_board("host")) == "tvm"
+    assert resolve_cost(Namespace(cost="surrogate"), lat, load_board("pynq-z2")) == "surrogate"
+    assert "--cost tvm (the constraints latency_ms need" in capsys.readouterr().out
+
+
+def test_default_workers_are_one_per_core_unless_the_problem_cannot_be_shipped():
+    import os
+    import threading
+
+    from bitswarm.search.executor import auto_workers
+
+    assert auto_workers(fake_eval) == (os.cpu_count() or 1)
+    lock = threading.Lock()
+    assert auto_workers(lambda bits: (lock, bits)) == 1

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bitswarm.commands.core import add_common
-from bitswarm.commands.search import add_constraint_args, add_executor_args, parse_constraints
+from bitswarm.commands.search import add_constraint_args, add_executor_args, parse_constraints, resolve_cost
 
 
 def finished_run(run_dir: Path, spec) -> dict | None:
@@ -41,8 +41,9 @@ def cmd_compare(args) -> int:
 
     set_threads(args.threads)
     constraints = parse_constraints(args)
-    check_constraints(args.cost, constraints)
     board, env = load_board(args.board), read_environment()
+    args.cost = resolve_cost(args, constraints, board)
+    check_constraints(args.cost, constraints)
     entry, data, _ = resolve_model_and_data(args.model, args.dataset, args.data_dir, env, args.weights)
     fp = train_float(entry, data, 0, scaled(fp_recipe(entry.dataset), args.fp_epochs), env)
     out = Path(args.out)

@@ -13,6 +13,20 @@ SHORTCUTS = {"max_avg_bits": "avg_bits", "max_latency_ms": "latency_ms", "max_lu
              "max_bram18": "bram18", "max_dsp": "dsp", "max_bops": "bops"}
 
 
+def resolve_cost(args, constraints, board) -> str:
+    """``--cost`` when given; else bitops, unless a constraint needs a hardware quantity."""
+    if args.cost:
+        return args.cost
+    from bitswarm.hw.cost_bitops import BitOpsCost
+
+    if all(c.quantity in BitOpsCost.provides for c in constraints):
+        return "bitops"
+    cost = "finn" if board.fpga is not None else "tvm"
+    print(f"--cost {cost} (the constraints {', '.join(c.quantity for c in constraints)} need a hardware cost model "
+          f"for board {board.name})")
+    return cost
+
+
 def parse_constraints(args):
     from bitswarm.hw.cost import Constraint
 
@@ -26,18 +40,21 @@ def parse_constraints(args):
     return tuple(out)
 
 
-def add_constraint_args(sp, default_cost: str = "bitops") -> None:
+def add_constraint_args(sp, default_cost: str | None = None) -> None:
     sp.add_argument("--cost", default=default_cost,
-                    help="cost model: bitops (default), qonnx, finn, surrogate (after `bitswarm calibrate`), tvm; "
-                         "see bitswarm.hw.cost")
+                    help="cost model: bitops, qonnx, finn, surrogate (after `bitswarm calibrate`), tvm; default: "
+                         "bitops, or what the constraints need (latency/LUT/BRAM/DSP: finn on an FPGA board, "
+                         "tvm on a CPU board)")
     sp.add_argument("--constraint", action="append", help="QUANTITY<=LIMIT (repeatable), e.g. lut<=30000")
     for k, q in SHORTCUTS.items():
         sp.add_argument("--" + k.replace("_", "-"), type=float, default=None, help=f"shortcut for {q}<=LIMIT")
 
 
 def add_executor_args(sp) -> None:
-    sp.add_argument("--workers", type=int, default=1,
-                    help="evaluate a round's configurations in N local processes (1 torch thread each)")
+    sp.add_argument("--workers", type=int, default=None,
+                    help="evaluate a round's configurations in N local processes (1 torch thread each); "
+                         "default: one per CPU core (in this process when the cost model cannot be shipped, "
+                         "e.g. tvm); 1: serial")
     sp.add_argument("--ray-address", default=None,
                     help="run evaluations as Ray tasks on this cluster (e.g. ray://head:10001, auto; "
                          "'local' starts a local Ray instance with --workers CPUs)")
@@ -53,8 +70,9 @@ def cmd_search(args) -> int:
 
     set_threads(args.threads)
     constraints = parse_constraints(args)
-    check_constraints(args.cost, constraints)  # before any long work
     board = load_board(args.board)
+    args.cost = resolve_cost(args, constraints, board)
+    check_constraints(args.cost, constraints)  # before any long work
     env = read_environment()
     entry, data, _ = resolve_model_and_data(args.model, args.dataset, args.data_dir, env, args.weights)
     settings = BBPSOSettings(particles=args.particles, iterations=args.iters, importance_init=not args.no_init,
