@@ -1,6 +1,6 @@
 """A small float CNN for the CIFAR-10 search benchmark (issue 3), brought in as a user model.
 
-3 x (3x3 conv, BN, ReLU, 2x2 max-pool) with 16/32/64 filters, then one linear layer: ~25k
+3 x (3x3 conv, BN, ReLU, 2x2 max-pool) with 16/32/64 filters, then one linear layer: ~34k
 parameters, small enough for 2 CPU cores. bitswarm quantizes it per layer (models/custom.py):
     bitswarm compare --model bench/models/cifar_smallcnn.py:build --dataset cifar10 ...
 """
