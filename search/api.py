@@ -56,6 +56,7 @@ class SearchSpec:
     worker_threads: int = 1  # torch threads per parallel worker
     eval_seed: int | None = None  # seed of every evaluation's fine-tune (None: the run's seed)
     fitness_memo: str | None = None  # SQLite file shared by runs with the same eval_seed (see FitnessMemo)
+    recheck: bool = True  # FINN-based cost: estimate the exported winner again (the deploy's FINN step does it)
 
 
 def check_constraints(cost_name: str, constraints: tuple[Constraint, ...]) -> None:
@@ -124,7 +125,7 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
         best = train(best, data, spec.final_recipe, spec.seed, None, progress=progress, desc="final fine-tune")
         result["final"] = {"val_acc": evaluate(best, data.val), "test_acc": evaluate(best, data.test),
                            "fp_test_acc": evaluate(fp_model, data.test), "recipe": spec.final_recipe.key()}
-    if spec.cost in ("finn", "surrogate") and board.fpga is not None:
+    if spec.recheck and spec.cost in ("finn", "surrogate") and board.fpga is not None:
         result["recheck"] = recheck_with_finn(best, best_bits, entry, board, spec, env)
     if "final" in result or "recheck" in result:
         (run_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
@@ -180,7 +181,7 @@ def run_small_search(cfg, entry: ZooEntry, pkg: Path):
                                                              iterations=opts.get("iters", 4), gamma=2),
                       cost=cost, constraints=constraints,
                       eval_recipe=replace(EVAL_RECIPE, epochs=1, max_train=opts.get("eval_train", 4000)),
-                      val_samples=2000, seed=cfg.seed)
+                      val_samples=2000, seed=cfg.seed, recheck=False)
     # the deploy searches 2..8 bits whatever the cost, so a CPU-only fallback finds the same kind of winner
     board = replace(cfg.board, bit_candidates=search_candidates(cfg.board, "finn"))
     result = search(entry, data, board, fp.model, spec, pkg / "search", cfg.env)
