@@ -22,7 +22,6 @@ import cloudpickle
 
 from bitswarm.errors import ConfigError
 
-EXECUTORS = ("serial", "process", "ray")
 _WORKER_EVAL: Callable | None = None
 
 
@@ -70,11 +69,11 @@ def _worker_call(bits):
 class ProcessExecutor:
     name = "process"
 
-    def __init__(self, evaluate: Callable, workers: int, threads: int = 1):
+    def __init__(self, evaluate: Callable, workers: int, threads: int = 1, blob: bytes | None = None):
         import multiprocessing as mp
 
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(_pickled(evaluate), threads))
+                                        initializer=_init_worker, initargs=(blob or _pickled(evaluate), threads))
 
     def run(self, batch: Sequence) -> Iterator[tuple[int, tuple, float]]:
         futures = {self.pool.submit(_worker_call, bits): i for i, bits in enumerate(batch)}
@@ -130,24 +129,29 @@ class RayExecutor:
 
 def auto_workers(evaluate: Callable) -> int:
     """The default: one process per CPU core when the evaluation can be shipped to processes."""
+    return _auto(evaluate)[0]
+
+
+def _auto(evaluate: Callable) -> tuple[int, bytes | None]:
     import os
 
     try:
-        _pickled(evaluate)
+        blob = _pickled(evaluate)  # kept: the pool reuses it rather than pickling the data again
     except ConfigError:
-        return 1  # e.g. a TVM cost holding its RPC server: evaluations stay in this process
-    return max(1, os.cpu_count() or 1)
+        return 1, None  # e.g. a TVM cost holding its RPC server: evaluations stay in this process
+    return max(1, os.cpu_count() or 1), blob
 
 
 def make_executor(evaluate: Callable, workers: int | None = 1, ray_address: str | None = None, threads: int = 1):
     """``ray_address`` set: Ray; ``workers`` > 1: local process pool; None: one process per core
     (serial when the evaluation cannot be pickled); else serial."""
+    blob = None
     if workers is None:
-        workers = auto_workers(evaluate)
+        workers, blob = _auto(evaluate)
     if workers < 1:
         raise ConfigError("--workers", "workers", f"{workers} is not a number of processes", "an integer >= 1")
     if ray_address:
         return RayExecutor(evaluate, ray_address, threads, workers if workers > 1 else None)
     if workers > 1:
-        return ProcessExecutor(evaluate, workers, threads)
+        return ProcessExecutor(evaluate, workers, threads, blob)
     return SerialExecutor(evaluate)
