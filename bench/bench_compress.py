@@ -1,13 +1,17 @@
 """Compression-method benchmark (issue 6), CPU scale, accuracy on the held-out TEST split.
 
     nice .venv/bin/python bench/bench_compress.py --data-dir ../shared/datasets --part all --seeds 5
+    nice .venv/bin/python bench/bench_compress.py --dataset cifar10 --part evo --seeds 5 ...
 
+--dataset mnist runs TFC (evo, eda, cluster) and smallcnn (ocnna); --dataset cifar10 runs
+cifar-smallcnn (3 conv, 16/32/64 filters, ~34k parameters) on the CIFAR-10 JPEG re-encoding for
+every part, its float model trained for --fp-epochs (default 10 on CIFAR-10).
 Parts (each prints a markdown table and appends a JSON line to runs/bench_compress.jsonl):
-  evo     evolutionary fine-tuning vs nearest rounding, TFC PTQ w3a8 and w4a4 (fitness: val[:2000])
-  eda     EDA+CC vs EDA w/o CC vs GA vs local search, recovering TFC w4a4 Q-Switch-30% / -50%
+  evo     evolutionary fine-tuning vs nearest rounding, PTQ w3a8 and w4a4 (fitness: val[:2000])
+  eda     EDA+CC vs EDA w/o CC vs GA vs local search, recovering w4a4 Q-Switch-30% / -50%
           (binary space of paper §4.1; fitness: train[:1000]; equal FE budgets)
-  cluster PSO vs random vs k-means++ initialised k-means (+ pruning, fixed point), TFC w4a8 / w3a8
-  ocnna   OCNNA k sweep on smallcnn (MNIST), vs random filters with the same per-layer counts
+  cluster PSO vs random vs k-means++ initialised k-means (+ pruning, fixed point), w4a8 / w3a8
+  ocnna   OCNNA k sweep, vs random filters with the same per-layer counts
 """
 
 from __future__ import annotations
@@ -23,9 +27,12 @@ import torch
 from bitswarm.env import read_environment
 from bitswarm.search.compress import eda_cc, evo_finetune, nets, ocnna, pso_kmeans, qgrid, surgery
 from bitswarm.train import Recipe, evaluate, train
-from bitswarm.workflow import FP_RECIPES, get_data, train_float
+from bitswarm.workflow import FP_RECIPES, get_data, scaled, train_float
 
 OUT = Path("runs/bench_compress.jsonl")
+# dataset -> (model of the evo/eda/cluster parts, model of the ocnna part, float epochs by default)
+MODELS = {"mnist": ("tfc", "smallcnn", None), "cifar10": ("cifar-smallcnn", "cifar-smallcnn", 10)}
+FP_EPOCHS: int | None = None  # set by main()
 
 
 def ms(xs) -> str:
@@ -33,25 +40,28 @@ def ms(xs) -> str:
     return f"{xs.mean():.2%} ± {xs.std():.2%}"
 
 
-def log(part: str, rows: list[dict]) -> None:
+def log(part: str, model: str, rows: list[dict]) -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with OUT.open("a") as f:
-        f.write(json.dumps({"part": part, "time": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}) + "\n")
+        f.write(json.dumps({"part": part, "model": model, "time": time.strftime("%Y-%m-%d %H:%M"),
+                            "rows": rows}) + "\n")
 
 
 def float_model(name, data, env):
     e = nets.entry(name)
-    return e, train_float(e, data, 0, FP_RECIPES[e.dataset], env, progress=False)
+    fp = train_float(e, data, 0, scaled(FP_RECIPES[e.dataset], FP_EPOCHS), env, progress=False)
+    print(f"float {name}: test {evaluate(fp.model, data.test):.2%} ({data.note})")
+    return e, fp
 
 
 def ptq_model(e, fp, data, w, a):
     return qgrid.ptq(e.build(e.uniform_bits(w, a)), fp.model.state_dict(), data.train)
 
 
-def part_evo(data, env, seeds, gens):
-    e, fp = float_model("tfc", data, env)
+def part_evo(name, data, env, seeds, gens):
+    e, fp = float_model(name, data, env)
     rows = []
-    print("\n### Evolutionary fine-tuning vs nearest rounding (TFC, MNIST)\n")
+    print(f"\n### Evolutionary fine-tuning vs nearest rounding ({name}, {e.dataset})\n")
     print("| bits | nearest rounding test | evo test (mean ± sd) | seeds better | val[2000:] NR -> evo | evals "
           "| s/run |")
     print("|---|---|---|---|---|---|---|")
@@ -71,17 +81,17 @@ def part_evo(data, env, seeds, gens):
               f"{r.evaluations} | {dt:.0f} |")
         rows.append({"bits": f"w{w}a{a}", "nr_test": t0, "evo_test": tests, "nr_heldval": h0, "evo_heldval": helds,
                      "evaluations": r.evaluations})
-    log("evo", rows)
+    log("evo", name, rows)
 
 
-def part_eda(data, env, seeds, budget, gens, n_fit):
-    e, fp = float_model("tfc", data, env)
+def part_eda(name, data, env, seeds, budget, gens, n_fit):
+    e, fp = float_model(name, data, env)
     base = ptq_model(e, fp, data, 4, 4)
     grids = qgrid.extract_grids(base)
     codes = qgrid.flatten([g.codes for g in grids])
     lo, hi = qgrid.bounds(grids)
     fit = qgrid.Fitness(base, grids, data.train, n_fit)
-    print(f"\n### EDA+CC vs EDA w/o CC vs GA vs LS (TFC w4a4 PTQ, {codes.size} weights, {budget} FEs, "
+    print(f"\n### EDA+CC vs EDA w/o CC vs GA vs LS ({name} w4a4 PTQ, {codes.size} weights, {budget} FEs, "
           f"fitness train[:{n_fit}])\n")
     print(f"nearest rounding (unperturbed): test {evaluate(base, data.test):.2%}\n")
     print("| start | algorithm | fitness start -> end | test start | test end (mean ± sd) | s/run |")
@@ -116,12 +126,12 @@ def part_eda(data, env, seeds, budget, gens, n_fit):
             print(f"| Q-Switch-{frac:.0%} | {name} | {f0:.2%} -> {f1:.2%} | {np.mean(t_start):.2%} | {ms(tests)} | "
                   f"{np.mean(secs):.0f} |")
             rows.append({"switch": frac, "algo": name, "fit": fits, "test": tests, "test_start": t_start})
-    log("eda", rows)
+    log("eda", name, rows)
 
 
-def part_cluster(data, env, seeds):
-    e, fp = float_model("tfc", data, env)
-    print("\n### PSO vs random vs k-means++ initial centroids (TFC PTQ, 30% pruning, 2^b clusters/layer)\n")
+def part_cluster(name, data, env, seeds):
+    e, fp = float_model(name, data, env)
+    print(f"\n### PSO vs random vs k-means++ initial centroids ({name} PTQ, 30% pruning, 2^b clusters/layer)\n")
     print("| bits | step | init | k-means MSE (sum over layers, mean ± sd) | test (mean ± sd) | worst seed | s/run |")
     print("|---|---|---|---|---|---|---|")
     rows = []
@@ -140,14 +150,14 @@ def part_cluster(data, env, seeds):
                 print(f"| w{w}a8 | {step} | {init} | {np.mean(mse):.3g} ± {np.std(mse):.2g} | {ms(tests)} | "
                       f"{min(tests):.2%} | {dt:.1f} |")
                 rows.append({"bits": w, "step": step, "init": init, "mse": mse, "test": tests})
-    log("cluster", rows)
+    log("cluster", name, rows)
 
 
-def part_ocnna(data, env, seeds, ks, dvar, ft_train):
-    e, fp = float_model("smallcnn", data, env)
+def part_ocnna(name, data, env, seeds, ks, dvar, ft_train):
+    e, fp = float_model(name, data, env)
     state = fp.model.state_dict()
     base_test = evaluate(fp.model, data.test)
-    print(f"\n### OCNNA k sweep (smallcnn float on MNIST, test {base_test:.2%}; D_var {dvar} train images; "
+    print(f"\n### OCNNA k sweep ({name} float on {e.dataset}, test {base_test:.2%}; D_var {dvar} train images; "
           f"fine-tune 1 epoch on {ft_train} train images)\n")
     print("| k | RPR (Eq. 7) | filters kept | test, pruned | test, fine-tuned | random filters, fine-tuned |")
     print("|---|---|---|---|---|---|")
@@ -164,25 +174,27 @@ def part_ocnna(data, env, seeds, ks, dvar, ft_train):
         for s in range(seeds):
             sub = data.train.__class__(data.train.x[s * dvar:(s + 1) * dvar], data.train.y[s * dvar:(s + 1) * dvar])
             m = fresh()
-            res = ocnna.ocnna(m, "smallcnn", sub, k, workers=1)
+            res = ocnna.ocnna(m, name, sub, k, workers=1)
             rpr.append(res.rpr)
             kept = {c: len(v) for c, v in res.keep.items()}
             pruned.append(evaluate(m, data.test))
             tuned.append(evaluate(train(m, data, recipe, s, progress=False), data.test))
             rng = np.random.default_rng(s)
             mr = fresh()
-            surgery.apply_keep(mr, "smallcnn", {c: sorted(rng.choice(len(res.importance[c]), n, replace=False)
+            surgery.apply_keep(mr, name, {c: sorted(rng.choice(len(res.importance[c]), n, replace=False)
                                                           .tolist()) for c, n in kept.items()})
             rnd.append(evaluate(train(mr, data, recipe, s, progress=False), data.test))
         print(f"| {k} | {np.mean(rpr):.1%} | {'/'.join(map(str, kept.values()))} | {ms(pruned)} | {ms(tuned)} | "
               f"{ms(rnd)} |")
         rows.append({"k": k, "rpr": rpr, "kept": kept, "pruned": pruned, "tuned": tuned, "random": rnd})
-    log("ocnna", rows)
+    log("ocnna", name, rows)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=("all", "evo", "eda", "cluster", "ocnna"), default="all")
+    ap.add_argument("--dataset", choices=tuple(MODELS), default="mnist")
+    ap.add_argument("--fp-epochs", type=int, help="float training epochs (default: 10 on cifar10, recipe on mnist)")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--data-dir")
     ap.add_argument("--evo-gens", type=int, default=40)
@@ -196,16 +208,19 @@ def main() -> None:
     torch.set_num_threads(1)
     env = read_environment()
     t0 = time.time()
-    mnist = get_data("mnist", args.data_dir, env)
-    print(f"data: {mnist.note}; {args.seeds} seeds; 1 thread")
+    global FP_EPOCHS
+    main_model, conv_model, FP_EPOCHS = MODELS[args.dataset]
+    FP_EPOCHS = args.fp_epochs or FP_EPOCHS
+    data = get_data(args.dataset, args.data_dir, env)
+    print(f"data: {data.note}; {args.seeds} seeds; 1 thread")
     if args.part in ("all", "evo"):
-        part_evo(mnist, env, args.seeds, args.evo_gens)
+        part_evo(main_model, data, env, args.seeds, args.evo_gens)
     if args.part in ("all", "eda"):
-        part_eda(mnist, env, args.seeds, args.eda_budget, args.eda_gens, args.eda_fitness)
+        part_eda(main_model, data, env, args.seeds, args.eda_budget, args.eda_gens, args.eda_fitness)
     if args.part in ("all", "cluster"):
-        part_cluster(mnist, env, args.seeds)
+        part_cluster(main_model, data, env, args.seeds)
     if args.part in ("all", "ocnna"):
-        part_ocnna(mnist, env, args.seeds, args.ks, args.dvar, args.ft_train)
+        part_ocnna(conv_model, data, env, args.seeds, args.ks, args.dvar, args.ft_train)
     print(f"\ntotal {time.time() - t0:.0f} s")
 
 

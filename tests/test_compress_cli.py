@@ -37,3 +37,13 @@ def test_prune_then_finetune_then_cluster(tiny_mnist_dir, cache, capsys):
 def test_bad_source_is_one_clear_error(tiny_mnist_dir, cache, capsys):
     assert main(["cluster", "--from", "nowhere", "--out", str(cache / "x"), "--data-dir", str(tiny_mnist_dir)]) == 2
     assert "--from" in capsys.readouterr().err
+
+
+def test_prune_cifar_smallcnn_exports_qonnx(tiny_cifar_dir, cache):
+    out = cache / "pruned-cifar"
+    assert main(["prune", "--model", "cifar-smallcnn", "--from", "ptq", "--bits", "w4a4", "--k", "40",
+                 "--dvar", "32", "--ft-max-train", "128", "--export", "--out", str(out),
+                 "--data-dir", str(tiny_cifar_dir), "--threads", "1", "--fp-epochs", "1"]) == 0
+    keep = json.loads((out / "arch.json").read_text())["keep"]
+    assert set(keep) == {"conv0", "conv1", "conv2"} and len(keep["conv2"]) < 64
+    assert (out / "model.onnx").stat().st_size > 0

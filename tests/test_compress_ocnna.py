@@ -39,12 +39,12 @@ def test_importance_is_cv_and_selection_keeps_top_percentile():
     assert ocnna.select(np.zeros(4), 90) == [0, 1, 2, 3]  # ties at the threshold are kept
 
 
-@pytest.mark.parametrize("bits", ["default", "fp"])
-def test_smallcnn_pruned_shapes_and_rpr(bits, tmp_path):
-    e = nets.entry("smallcnn")
+@pytest.mark.parametrize("name,bits", [("smallcnn", "default"), ("smallcnn", "fp"), ("cifar-smallcnn", "default")])
+def test_smallcnn_pruned_shapes_and_rpr(name, bits, tmp_path):
+    e = nets.entry(name)
     torch.manual_seed(0)
     m = e.build(e.default_bits() if bits == "default" else e.uniform_bits(32, 32)).eval()
-    res = ocnna.ocnna(m, "smallcnn", _dvar(), k=50)
+    res = ocnna.ocnna(m, name, _dvar(shape=e.input_shape), k=50)
     for i, c in enumerate(["conv0", "conv1", "conv2"]):
         n = len(res.importance[c])
         assert len(res.keep[c]) == int((np.array(res.importance[c]) >= np.percentile(res.importance[c], 50)).sum())
@@ -52,14 +52,15 @@ def test_smallcnn_pruned_shapes_and_rpr(bits, tmp_path):
         assert m.features[i][0].num_features == len(res.keep[c])
         if i:
             assert getattr(m, c).in_channels == len(res.keep[f"conv{i - 1}"])
-    assert m.fc0.in_features == len(res.keep["conv2"]) * 9
+    side = e.input_shape[1] // 8  # three 2x2 max-pools
+    assert m.fc0.in_features == len(res.keep["conv2"]) * side * side
     assert res.params_after == surgery.count_params(m) and 0 < res.rpr < 1
     assert np.isclose(res.rpr, res.params_after / res.params_before)
-    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    x = torch.rand(3, *e.input_shape) * 2 - 1
     with torch.no_grad():
         y = m(x)
     assert y.shape == (3, 10)
-    artifacts.save_result(tmp_path, m, m_bits(e, bits), {"model": "smallcnn", "keep": res.keep}, {})
+    artifacts.save_result(tmp_path, m, m_bits(e, bits), {"model": name, "keep": res.keep}, {})
     back = artifacts.load_result(tmp_path).model
     with torch.no_grad():
         assert torch.allclose(back(x), y, atol=1e-5)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 
-from bitswarm.commands.core import add_common
+from bitswarm.commands.core import add_common, add_start_options
 
 
 def cmd_cluster(args) -> int:
-    from bitswarm.boards import load_board
     from bitswarm.env import read_environment
     from bitswarm.search.compress import artifacts, nets, pso_kmeans, stages
     from bitswarm.train import evaluate
@@ -16,9 +15,7 @@ def cmd_cluster(args) -> int:
 
     set_threads(args.threads)
     env = read_environment()
-    board = load_board(args.board)
-    start = stages.starting_point(args.model, args.bits, args.source, args.data_dir, args.seed,
-                                  board.bit_candidates + (32,), env)
+    start = stages.start_from_args(args, env)
     model, data = start.model, start.data
     val0 = evaluate(model, data.val)
     print(f"start: {start.description}: val {val0:.2%}")
@@ -51,6 +48,7 @@ def register(sub) -> None:
     sp.add_argument("--from", dest="source", default="ptq",
                     help="start: ptq (default: float weights, calibrated activations), qat, or an output dir")
     sp.add_argument("--out", required=True, help="output directory")
+    add_start_options(sp)
     sp.add_argument("--sparsity", type=float, default=0.3, help="share of weights pruned per layer (default 0.3)")
     sp.add_argument("--init", choices=("pso", "random", "kmeans++"), default="pso", help="initial centroids")
     sp.add_argument("--clusters", type=int, default=None, help="clusters per layer (default 2^bits)")

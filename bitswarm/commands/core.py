@@ -23,6 +23,14 @@ def add_common(p: argparse.ArgumentParser, board_default: str = "pynq-z2") -> No
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
 
 
+def add_start_options(sp: argparse.ArgumentParser) -> None:
+    """Epochs of the float / QAT models that a compression command's ``--from float|ptq|qat`` trains."""
+    sp.add_argument("--fp-epochs", type=int, default=None,
+                    help="float training epochs for --from float/ptq/qat (default: the dataset's recipe)")
+    sp.add_argument("--qat-epochs", type=int, default=None,
+                    help="quantization-aware fine-tune epochs for --from qat (default: the dataset's recipe)")
+
+
 def cmd_boards(args) -> int:
     from bitswarm.boards import list_boards, load_board
 

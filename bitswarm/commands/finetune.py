@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import time
 
-from bitswarm.commands.core import add_common
+from bitswarm.commands.core import add_common, add_start_options
 
 
 def cmd_finetune(args) -> int:
     import numpy as np
 
-    from bitswarm.boards import load_board
     from bitswarm.env import read_environment
     from bitswarm.search.compress import artifacts, eda_cc, evo_finetune, nets, qgrid, stages
     from bitswarm.train import evaluate
@@ -18,9 +17,7 @@ def cmd_finetune(args) -> int:
 
     set_threads(args.threads)
     env = read_environment()
-    board = load_board(args.board)
-    start = stages.starting_point(args.model, args.bits, args.source, args.data_dir, args.seed,
-                                  board.bit_candidates + (32,), env)
+    start = stages.start_from_args(args, env)
     data, model = start.data, start.model
     split = getattr(data, args.fitness_split)
     test0, val0 = evaluate(model, data.test), evaluate(model, data.val)
@@ -73,6 +70,7 @@ def register(sub) -> None:
                     help="start: ptq (float -> nearest rounding; default), qat, or an output dir of "
                          "prune/cluster/finetune")
     sp.add_argument("--out", required=True, help="output directory")
+    add_start_options(sp)
     sp.add_argument("--fitness-split", choices=("val", "train"), default="val",
                     help="split the fitness is measured on (never test); default val")
     sp.add_argument("--fitness-samples", type=int, default=2000, help="fitness subset size (default 2000)")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 
-from bitswarm.commands.core import add_common
+from bitswarm.commands.core import add_common, add_start_options
 
 
 def cmd_prune(args) -> int:
-    from bitswarm.boards import load_board
     from bitswarm.env import read_environment
     from bitswarm.errors import ConfigError
     from bitswarm.search.compress import artifacts, nets, ocnna, stages
@@ -19,9 +18,7 @@ def cmd_prune(args) -> int:
     if not 0 <= args.k < 100:
         raise ConfigError("--k", "k", f"{args.k} is not a percentile", "0 <= k < 100")
     env = read_environment()
-    board = load_board(args.board)
-    start = stages.starting_point(args.model, args.bits, args.source, args.data_dir, args.seed,
-                                  board.bit_candidates + (32,), env)
+    start = stages.start_from_args(args, env)
     if start.arch.get("keep"):
         raise ConfigError(args.source, "arch.json", "this model is already pruned", "an unpruned model")
     model, data = start.model, start.data
@@ -50,7 +47,7 @@ def cmd_prune(args) -> int:
 
 
 def register(sub) -> None:
-    sp = sub.add_parser("prune", help="OCNNA filter pruning (cnv, smallcnn, resnet*) with fine-tuning",
+    sp = sub.add_parser("prune", help="OCNNA filter pruning (cnv, smallcnn, cifar-smallcnn, resnet*) with fine-tuning",
                         description="Rank each conv layer's filters by OCNNA importance (PCA 95%% -> Frobenius "
                                     "norm -> coefficient of variation over D_var images), keep those at or above "
                                     "the k-th percentile, rebuild the smaller Brevitas model and fine-tune it. "
@@ -63,6 +60,7 @@ def register(sub) -> None:
     sp.add_argument("--from", dest="source", default="qat",
                     help="start: float, ptq, qat (default), or an output dir of cluster/finetune")
     sp.add_argument("--out", required=True, help="output directory")
+    add_start_options(sp)
     sp.add_argument("--dvar", type=int, default=500, help="D_var: number of training images scored (default 500)")
     sp.add_argument("--workers", type=int, default=2, help="threads scoring filters in parallel (default 2)")
     sp.add_argument("--ft-epochs", type=int, default=1, help="fine-tune epochs after pruning (default 1)")

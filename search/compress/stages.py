@@ -52,3 +52,13 @@ def starting_point(model_name: str, bits_spec: str, source: str, data_dir: str |
                      f"PTQ [{bits.short()}]")
     q = finetune_quantized(ent, bits, data, seed, scaled(QAT_RECIPES[ent.dataset], qat_epochs), fp, env, progress)
     return Start(q.model, bits, arch, data, f"QAT [{bits.short()}]")
+
+
+def start_from_args(args, env) -> Start:
+    """The starting point a compression command's parsed arguments ask for (see ``commands.core.add_start_options``)."""
+    from bitswarm.boards import load_board
+
+    board = load_board(args.board)
+    return starting_point(args.model, args.bits, args.source, args.data_dir, args.seed, board.bit_candidates + (32,),
+                          env, fp_epochs=args.fp_epochs, qat_epochs=args.qat_epochs)
+

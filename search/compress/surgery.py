@@ -3,7 +3,7 @@
 A *prune site* is a conv whose output filters may be dropped, with the BN and activation that
 follow it and the one layer consuming its output:
 
-* CNV-like chains (``cnv``, ``smallcnn``): ``conv{i}`` -> ``features[i]`` (BN, activation
+* CNV-like chains (``cnv``, ``smallcnn``, ``cifar-smallcnn``): ``conv{i}`` -> ``features[i]`` (BN, activation
   [, pool]) -> ``conv{i+1}``, the last one -> ``fc0`` through a channel-major flatten;
 * ResNets (``resnet20/32/56``): the *inner* conv of every basic block, ``layer{s}.{b}.conv1`` ->
   ``bn1``, ``act1`` -> ``conv2``. The block outputs (``conv2``, shortcut, ``conv0``) keep all
@@ -25,7 +25,7 @@ from torch import nn
 from bitswarm.errors import ConfigError
 from bitswarm.models.quant import qconv, qlinear
 
-CHAIN_MODELS = ("cnv", "smallcnn")
+CHAIN_MODELS = ("cnv", "smallcnn", "cifar-smallcnn")
 RESNETS = ("resnet20", "resnet32", "resnet56")
 
 
