@@ -39,11 +39,35 @@ def test_bad_source_is_one_clear_error(tiny_mnist_dir, cache, capsys):
     assert "--from" in capsys.readouterr().err
 
 
-def test_prune_cifar_smallcnn_exports_qonnx(tiny_cifar_dir, cache):
-    out = cache / "pruned-cifar"
+def _prune_cifar(data_dir, out):
     assert main(["prune", "--model", "cifar-smallcnn", "--from", "ptq", "--bits", "w4a4", "--k", "40",
                  "--dvar", "32", "--ft-max-train", "128", "--export", "--out", str(out),
-                 "--data-dir", str(tiny_cifar_dir), "--threads", "1", "--fp-epochs", "1"]) == 0
-    keep = json.loads((out / "arch.json").read_text())["keep"]
+                 "--data-dir", str(data_dir), "--threads", "1", "--fp-epochs", "1"]) == 0
+    return json.loads((out / "arch.json").read_text())["keep"]
+
+
+def test_prune_cifar_smallcnn_exports_qonnx(tiny_cifar_dir, cache):
+    keep = _prune_cifar(tiny_cifar_dir, cache / "pruned-cifar")
     assert set(keep) == {"conv0", "conv1", "conv2"} and len(keep["conv2"]) < 64
-    assert (out / "model.onnx").stat().st_size > 0
+    assert (cache / "pruned-cifar" / "model.onnx").stat().st_size > 0
+
+
+@pytest.mark.finn
+def test_pruned_model_deploys_through_finn(tiny_cifar_dir, cache):
+    """A compression command's export goes through `bitswarm deploy --qonnx` like any other model."""
+    keep = _prune_cifar(tiny_cifar_dir, cache / "pruned")
+    assert main(["deploy", "--qonnx", str(cache / "pruned" / "model.onnx"), "--model", "cifar-smallcnn",
+                 "--board", "pynq-z2", "--no-tvm", "--out", str(cache / "deploy"), "--run-id", "p",
+                 "--data-dir", str(tiny_cifar_dir), "--threads", "1"]) == 0
+    summary = json.loads((cache / "deploy" / "pynq-z2" / "p" / "summary.json").read_text())
+    assert summary["finn"]["total"]["lut"] > 0 and "Vivado" in summary["finn"]["missing_tool"]
+    import onnx
+
+    g = onnx.load(cache / "deploy" / "pynq-z2" / "p" / "model.qonnx.onnx").graph
+    init = {i.name: i.dims for i in g.initializer}
+    convs = [n for n in g.node if n.op_type == "Conv"]
+    # the deployed graph is the pruned one: conv i computes len(keep[f"conv{i}"]) channels
+    assert len(convs) == 3
+    for i, n in enumerate(convs):
+        w = next(x for x in g.node if n.input[1] in x.output).input[0] if n.input[1] not in init else n.input[1]
+        assert init[w][0] == len(keep[f"conv{i}"])
