@@ -85,7 +85,11 @@ def cost_options(spec: SearchSpec) -> dict:
 
 
 def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchSpec, run_dir: Path,
-           env: Environment | None = None, progress: bool = True, on_eval=None) -> dict:
+           env: Environment | None = None, progress: bool = True, on_eval=None, arch: dict | None = None) -> dict:
+    """Search ``entry``'s per-layer bits from the float weights of ``fp_model``; with ``arch`` (the
+    ``arch.json`` of a zoo model or a compression stage) the winner is also written to
+    ``run_dir/winner`` as a compression-stage directory, so ``bitswarm finetune|cluster --from`` and
+    ``--export`` continue from it."""
     if spec.algo not in SEARCHERS:
         raise ConfigError("--algo", "algo", f"unknown searcher {spec.algo!r}", ", ".join(SEARCHERS))
     check_constraints(spec.cost, spec.constraints)
@@ -129,6 +133,15 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
         result["recheck"] = recheck_with_finn(best, best_bits, entry, board, spec, env)
     if "final" in result or "recheck" in result:
         (run_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    if arch is not None:
+        from bitswarm.search.compress.artifacts import save_result
+
+        meta = {"method": "search", "algo": spec.algo, "cost": spec.cost, "seed": spec.seed,
+                "constraints": [c.describe() for c in spec.constraints], "search_val": result["best"]["fitness"],
+                "final": result.get("final"), "start": arch.get("start", arch["model"])}
+        save_result(run_dir / "winner", best.eval(), best_bits, {k: v for k, v in arch.items() if k != "start"},
+                    meta)
+        result["winner_dir"] = str(run_dir / "winner")
     return result
 
 

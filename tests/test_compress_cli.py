@@ -71,3 +71,28 @@ def test_pruned_model_deploys_through_finn(tiny_cifar_dir, cache):
     for i, n in enumerate(convs):
         w = next(x for x in g.node if n.input[1] in x.output).input[0] if n.input[1] not in init else n.input[1]
         assert init[w][0] == len(keep[f"conv{i}"])
+
+
+def test_prune_then_search_bits_then_finetune_then_export(tiny_mnist_dir, cache):
+    """The issue's chain: prune -> search bits (on the pruned architecture) -> fine-tune -> export."""
+    common = ["--data-dir", str(tiny_mnist_dir), "--threads", "1"]
+    pruned = cache / "pruned"
+    assert main(["prune", "--model", "smallcnn", "--from", "float", "--k", "50", "--dvar", "64", "--fp-epochs", "1",
+                 "--ft-max-train", "256", "--out", str(pruned), *common]) == 0
+    keep = json.loads((pruned / "arch.json").read_text())["keep"]
+    run = cache / "search"
+    assert main(["search", "--from", str(pruned), "--max-avg-bits", "4", "--cost", "bitops", "--particles", "2",
+                 "--iters", "1", "--eval-epochs", "1", "--eval-train-samples", "256", "--val-samples", "200",
+                 "--final-epochs", "1", "--workers", "1", "--run-dir", str(run), *common]) == 0
+    winner = run / "winner"
+    assert json.loads((winner / "arch.json").read_text())["keep"] == keep  # the search kept the pruned shapes
+    result = json.loads((run / "result.json").read_text())
+    assert result["best"]["cost"]["avg_bits"] <= 4
+    assert _meta(winner)["method"] == "search" and _meta(winner)["start"].startswith(str(pruned))
+    tuned = cache / "tuned"
+    assert main(["finetune", "--from", str(winner), "--generations", "1", "--fitness-samples", "100", "--export",
+                 "--out", str(tuned), *common]) == 0
+    from bitswarm.models import BitConfig
+
+    assert BitConfig.load(tuned / "bits.yaml").to_dict() == BitConfig.load(winner / "bits.yaml").to_dict()
+    assert (tuned / "model.onnx").exists()

@@ -108,3 +108,16 @@ def test_resnet_inner_convs_pruned_residuals_consistent(tmp_path):
 def test_unsupported_model_is_refused_clearly():
     with pytest.raises(ConfigError, match="not implemented"):
         surgery.sites(torch.nn.Module(), "mobilenetv2")
+
+
+def test_pruned_arch_entry_counts_the_pruned_macs():
+    """The search and the cost models see the pruned shapes (MACs/params measured on the built model)."""
+    keep = {"conv0": [0, 3, 5, 7], "conv1": list(range(10)), "conv2": list(range(20))}
+    base, pruned = nets.entry("cifar-smallcnn"), nets.arch_entry({"model": "cifar-smallcnn", "keep": keep})
+    assert nets.arch_entry({"model": "cifar-smallcnn"}) is base and pruned.name != base.name
+    b, p = {s.name: s for s in base.specs}, {s.name: s for s in pruned.specs}
+    assert list(b) == list(p)  # same bit variables
+    assert p["conv1"].params == 10 * 4 * 9 and b["conv1"].params == 32 * 16 * 9
+    assert p["fc0"].macs == 20 * 16 * 10 and b["fc0"].macs == 64 * 16 * 10
+    m = pruned.build(pruned.default_bits())
+    assert m.conv2.out_channels == 20 and m.fc0.in_features == 320

@@ -66,7 +66,7 @@ def cmd_search(args) -> int:
     from bitswarm.search.api import SearchSpec, check_constraints, search
     from bitswarm.search.bbpso import BBPSOSettings
     from bitswarm.search.problem import EVAL_RECIPE
-    from bitswarm.workflow import fp_recipe, qat_recipe, resolve_model_and_data, scaled, set_threads, train_float
+    from bitswarm.workflow import fp_recipe, qat_recipe, scaled, set_threads, train_float
 
     set_threads(args.threads)
     constraints = parse_constraints(args)
@@ -74,7 +74,7 @@ def cmd_search(args) -> int:
     args.cost = resolve_cost(args, constraints, board)
     check_constraints(args.cost, constraints)  # before any long work
     env = read_environment()
-    entry, data, _ = resolve_model_and_data(args.model, args.dataset, args.data_dir, env, args.weights)
+    entry, data, fp_model, arch = _model_to_search(args, env)
     settings = BBPSOSettings(particles=args.particles, iterations=args.iters, importance_init=not args.no_init,
                              screening=not args.no_screening, local_search=not args.no_local_search,
                              gamma=args.gamma, r_changes=args.r, alpha=args.alpha, beta=args.beta)
@@ -96,9 +96,10 @@ def cmd_search(args) -> int:
             print(f"--cost surrogate: searching the calibrated bit-widths {', '.join(map(str, kept))} "
                   f"(board candidates {', '.join(map(str, board.bit_candidates))})")
             board = replace(board, bit_candidates=kept)
-    fp = train_float(entry, data, args.seed, fp_recipe(entry.dataset), env)
+    if fp_model is None:
+        fp_model = train_float(entry, data, args.seed, fp_recipe(entry.dataset), env).model
     run_dir = Path(args.run_dir or f"runs/{Path(entry.name.split(':')[0]).stem}-{board.name}-{args.algo}-s{args.seed}")
-    r = search(entry, data, board, fp.model, spec, run_dir, env)
+    r = search(entry, data, board, fp_model, spec, run_dir, env, arch=arch)
     best = r["best"]
     print(f"best ({r['evaluations']} evaluations, {r['wall_s']:.0f} s): val {best['fitness']:.2%}, "
           f"violation {best['violation']:.3g}, " + ", ".join(f"{c.quantity}={best['cost'][c.quantity]:.4g}"
@@ -112,8 +113,30 @@ def cmd_search(args) -> int:
         verdict = "meets the constraints" if rc["violation"] == 0 else f"VIOLATES them by {rc['violation']:.3g}"
         print(f"re-checked with FINN on the exported winner ({rc['target_fps']} FPS folding): "
               + ", ".join(f"{c.quantity}={rc['values'][c.quantity]:.4g}" for c in constraints) + f": {verdict}")
+    if "winner_dir" in r:
+        print(f"winner: {r['winner_dir']} (continue with `bitswarm finetune|cluster --from` it, or --export)")
     print(f"run dir: {run_dir}")
     return 0
+
+
+def _model_to_search(args, env):
+    """(entry, data, starting weights or None to train float ones, arch.json for the winner dir or None).
+
+    ``--from DIR`` (a prune/cluster/finetune output) searches that model: its architecture (pruned
+    filters kept) and its weights as the starting point of every candidate's fine-tune."""
+    from bitswarm.models import ZOO
+    from bitswarm.workflow import get_data, resolve_model_and_data
+
+    if args.source:
+        from bitswarm.search.compress import artifacts, nets
+
+        loaded = artifacts.load_result(args.source)
+        entry = nets.arch_entry(loaded.arch)
+        data = get_data(entry.dataset, args.data_dir, env)
+        return entry, data, loaded.model, {**loaded.arch, "start": f"{args.source} ({loaded.meta.get('method', '?')})"}
+    entry, data, _ = resolve_model_and_data(args.model, args.dataset, args.data_dir, env, args.weights)
+    return entry, data, None, ({"model": entry.name} if entry.name in ZOO and args.dataset in (None, entry.dataset)
+                               else None)
 
 
 def register(sub) -> None:
@@ -140,5 +163,8 @@ def register(sub) -> None:
     sp.add_argument("--val-samples", type=int, default=None, help="validation samples per evaluation")
     sp.add_argument("--final-epochs", type=int, default=None, help="final fine-tune epochs of the winner (0: skip)")
     add_executor_args(sp)
+    sp.add_argument("--from", dest="source", default=None,
+                    help="search a prune/cluster/finetune output directory (its pruned architecture and weights) "
+                         "instead of --model")
     sp.add_argument("--run-dir", default=None, help="journal + results (default runs/<model>-<board>-<algo>-s<seed>)")
     sp.set_defaults(fn=cmd_search)

@@ -61,12 +61,7 @@ def save_result(out: str | Path, model: nn.Module, bits: BitConfig, arch: dict, 
 def build_from_arch(arch: dict, bits: BitConfig) -> nn.Module:
     from bitswarm.search.compress import nets
 
-    model = nets.build(arch["model"], bits)
-    if arch.get("keep"):
-        from bitswarm.search.compress.surgery import apply_keep
-
-        apply_keep(model, arch["model"], {k: list(v) for k, v in arch["keep"].items()})
-    return model
+    return nets.arch_entry(arch).build(bits)
 
 
 def load_result(out: str | Path) -> Loaded:

@@ -1,5 +1,7 @@
-"""The compression stages as named flow steps (``flows/steps.py``): start -> prune -> cluster ->
-finetune -> export, each reading the previous stage's output directory and writing its own.
+"""The compression stages as named flow steps (``flows/steps.py``): start -> prune -> search ->
+cluster -> finetune -> export, each reading the previous stage's output directory and writing its
+own (``search`` is the per-layer bit-width search on the model as the previous stage left it,
+pruned shapes included; its winner directory is the next stage's input).
 
 A stage left out of ``CompressConfig`` (``None``) passes the model through unchanged, so the
 same list of steps serves any combination; ``start_at`` / ``stop_after`` work as in every flow.
@@ -8,7 +10,7 @@ The exported ``model.onnx`` deploys like any QONNX file (``bitswarm deploy --qon
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bitswarm.flows.steps import State, Step, run_flow
@@ -23,6 +25,7 @@ class CompressConfig:
     seed: int = 0
     candidates: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 32)
     prune: dict | None = None  # {"k": 40, "dvar": 500, "ft_epochs": 1, "ft_max_train": 10000}
+    search: dict | None = None  # {"algo": "bbpso-q", "max_avg_bits": 4, "particles": 6, "iters": 4, ...}
     cluster: dict | None = None  # {"sparsity": 0.3, "init": "pso", "step": "max"}
     finetune: dict | None = None  # {"method": "evo", "generations": 40, "fitness_samples": 2000}
     env: object = field(default=None)
@@ -73,6 +76,33 @@ def step_prune(state: State, cfg: CompressConfig) -> State:
     return {**_save(state, "prune", r.model, r.bits, {**r.arch, "keep": res.keep}, meta), "rpr": res.rpr}
 
 
+def step_search(state: State, cfg: CompressConfig) -> State:
+    """BBPSO-Quantizer (or ``algo``) under an average-operation-bits limit, bit-operation cost."""
+    if cfg.search is None:
+        return state
+    from bitswarm.boards import load_board
+    from bitswarm.hw.cost import Constraint
+    from bitswarm.search.api import SearchSpec, search
+    from bitswarm.search.bbpso import BBPSOSettings
+    from bitswarm.search.compress import nets
+    from bitswarm.search.problem import EVAL_RECIPE
+    from bitswarm.train import Recipe
+
+    o, r = cfg.search, _load(state)
+    final, n_train = o.get("final_epochs", 1), o.get("eval_train", 4000)
+    spec = SearchSpec(algo=o.get("algo", "bbpso-q"),
+                      settings=BBPSOSettings(particles=o.get("particles", 6), iterations=o.get("iters", 4), gamma=2),
+                      constraints=(Constraint("avg_bits", o.get("max_avg_bits", 4.0)),),
+                      eval_recipe=replace(EVAL_RECIPE, epochs=o.get("eval_epochs", 1), max_train=n_train),
+                      val_samples=o.get("val_samples", 2000), seed=cfg.seed,
+                      final_recipe=Recipe(epochs=final, lr=1e-3, max_train=n_train) if final else None)
+    res = search(nets.arch_entry(r.arch), _data(cfg, r.arch), load_board(o.get("board", "pynq-z2")), r.model, spec,
+                 Path(state["root"]) / "search-run", cfg.env, progress=False,
+                 arch={**r.arch, "start": f"{state['dir']} ({r.meta.get('method', '?')})"})
+    return {**state, "dir": res["winner_dir"], "stages": [*state.get("stages", []), "search"],
+            "search_avg_bits": res["best"]["cost"]["avg_bits"]}
+
+
 def step_cluster(state: State, cfg: CompressConfig) -> State:
     if cfg.cluster is None:
         return state
@@ -112,7 +142,8 @@ def step_export(state: State, cfg: CompressConfig) -> State:
     return {**state, "qonnx": str(res.path), "export_max_abs_diff": res.max_abs_diff, "test": test}
 
 
-STEPS = [Step("start", step_start), Step("prune", step_prune), Step("cluster", step_cluster),
+STEPS = [Step("start", step_start), Step("prune", step_prune), Step("search", step_search),
+         Step("cluster", step_cluster),
          Step("finetune", step_finetune), Step("export", step_export)]
 
 

@@ -5,20 +5,21 @@
 prunes convolution filters and TFC has none, while CNV needs CIFAR-10 training that 2 CPU cores
 cannot afford for a multi-seed benchmark. They follow CNV's layout
 (``conv{i}`` + ``features[i]`` = BN, quantized ReLU, max-pool; then ``fc0``) so the same
-surgery applies to both. It duck-types the :class:`ZooEntry` interface that
-``bitswarm.workflow.train_float`` / ``finetune_quantized`` use.
+surgery applies to both, and are :class:`ZooEntry` objects like the zoo's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import replace
 from functools import cache
 
 import torch
 from torch import nn
 
 from bitswarm.errors import ConfigError
-from bitswarm.models import ZOO, BitConfig, LayerSpec
+from bitswarm.models import ZOO, BitConfig, LayerSpec, ZooEntry
 from bitswarm.models.quant import qconv, qinput, qlinear, qrelu
 
 SMALL_CONV = (16, 32, 32)
@@ -59,42 +60,23 @@ class SmallCNN(nn.Module):
         return self.bn_out(self.fc0(x.flatten(1)))
 
 
-@dataclass(frozen=True)
-class LocalEntry:
-    """The subset of ``ZooEntry`` the workflow helpers use."""
-
-    name: str
-    description: str
-    dataset: str
-    input_shape: tuple[int, ...]
-    widths: tuple[int, ...] = SMALL_CONV
-
-    @property
-    def specs(self) -> tuple[LayerSpec, ...]:
-        return tuple(smallcnn_specs(len(self.widths)))
-
-    def build(self, bits: BitConfig | None = None) -> nn.Module:
-        bits = bits if bits is not None else self.default_bits()
-        bits.validate(self.specs, source=f"bit config for {self.name}")
-        return SmallCNN(bits, input_shape=self.input_shape, widths=self.widths)
-
-    def uniform_bits(self, w: int, a: int, keep_first_last: bool = False) -> BitConfig:
-        over = {"input_quant": (w, 8), "conv0": (8, a), "fc0": (8, a)} if keep_first_last else {}
-        return BitConfig.uniform(self.specs, w, a, **over)
-
-    def default_bits(self) -> BitConfig:
-        return self.uniform_bits(4, 4, keep_first_last=True)
+def _local(name: str, description: str, dataset: str, input_shape: tuple[int, ...],
+           widths: tuple[int, ...]) -> ZooEntry:
+    """A ``SmallCNN`` as a zoo entry; defaults 4/4 bits with an 8-bit input, first and last layer."""
+    return ZooEntry(name, description, dataset, input_shape,
+                    build_fn=lambda bits: SmallCNN(bits, input_shape=input_shape, widths=widths),
+                    specs_fn=lambda: smallcnn_specs(len(widths)), first_last_bits=(8, 8, 8))
 
 
 LOCAL = {e.name: e for e in (
-    LocalEntry("smallcnn", "3-conv CNN for MNIST (compression benchmarks)", "mnist", (1, 28, 28)),
-    LocalEntry("cifar-smallcnn", "3-conv CNN for CIFAR-10, 16/32/64 filters (compression benchmarks)",
-               "cifar10", (3, 32, 32), CIFAR_CONV),
+    _local("smallcnn", "3-conv CNN for MNIST (compression benchmarks)", "mnist", (1, 28, 28), SMALL_CONV),
+    _local("cifar-smallcnn", "3-conv CNN for CIFAR-10, 16/32/64 filters (compression benchmarks)", "cifar10",
+           (3, 32, 32), CIFAR_CONV),
 )}
 
 
 @cache
-def entry(name: str):
+def entry(name: str) -> ZooEntry:
     if name in LOCAL:
         return LOCAL[name]
     if name in ZOO:
@@ -104,3 +86,26 @@ def entry(name: str):
 
 def build(name: str, bits: BitConfig) -> nn.Module:
     return entry(name).build(bits)
+
+
+def arch_entry(arch: dict) -> ZooEntry:
+    """The zoo entry of a compression stage's ``arch.json``: after pruning, a model of the same
+    layers (same bit variables) whose convs keep only the listed filters, so the bit-width search,
+    the cost models (MACs measured on the built model) and the export all see the pruned shapes."""
+    base = entry(arch["model"])
+    keep = arch.get("keep")
+    if not keep:
+        return base
+    from bitswarm.search.compress.surgery import apply_keep
+
+    keep = {k: list(v) for k, v in keep.items()}
+    tag = hashlib.sha1(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:8]
+
+    def build_fn(bits: BitConfig) -> nn.Module:
+        model = base.build_fn(bits)
+        apply_keep(model, base.name, keep)
+        return model
+
+    kept = sum(map(len, keep.values()))
+    return replace(base, name=f"{base.name}-pruned-{tag}", build_fn=build_fn,
+                   description=f"{base.name} with {kept} filters kept by pruning ({base.description})")
