@@ -5,7 +5,8 @@
 
 --dataset mnist runs TFC (evo, eda, cluster) and smallcnn (ocnna); --dataset cifar10 runs
 cifar-smallcnn (3 conv, 16/32/64 filters, ~34k parameters) on the CIFAR-10 JPEG re-encoding for
-every part, its float model trained for --fp-epochs (default 10 on CIFAR-10).
+every part, its float model trained for --fp-epochs (default 10 on CIFAR-10);
+--ocnna-model cnv sweeps OCNNA's k on CNV instead (CIFAR-10; e.g. --fp-epochs 5).
 Parts (each prints a markdown table and appends a JSON line to runs/bench_compress.jsonl):
   evo     evolutionary fine-tuning vs nearest rounding, PTQ w3a8 and w4a4 (fitness: val[:2000])
   eda     EDA+CC vs EDA w/o CC vs GA vs local search, recovering w4a4 Q-Switch-30% / -50%
@@ -194,6 +195,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=("all", "evo", "eda", "cluster", "ocnna"), default="all")
     ap.add_argument("--dataset", choices=tuple(MODELS), default="mnist")
+    ap.add_argument("--ocnna-model", help="model of the ocnna part (default: smallcnn / cifar-smallcnn; e.g. cnv)")
     ap.add_argument("--fp-epochs", type=int, help="float training epochs (default: 10 on cifar10, recipe on mnist)")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--data-dir")
@@ -220,7 +222,7 @@ def main() -> None:
     if args.part in ("all", "cluster"):
         part_cluster(main_model, data, env, args.seeds)
     if args.part in ("all", "ocnna"):
-        part_ocnna(conv_model, data, env, args.seeds, args.ks, args.dvar, args.ft_train)
+        part_ocnna(args.ocnna_model or conv_model, data, env, args.seeds, args.ks, args.dvar, args.ft_train)
     print(f"\ntotal {time.time() - t0:.0f} s")
 
 
