@@ -85,14 +85,14 @@ def part_evo(name, data, env, seeds, gens):
     log("evo", name, rows)
 
 
-def part_eda(name, data, env, seeds, budget, gens, n_fit):
-    e, fp = float_model(name, data, env)
+def part_eda(model, data, env, seeds, budget, gens, n_fit):
+    e, fp = float_model(model, data, env)
     base = ptq_model(e, fp, data, 4, 4)
     grids = qgrid.extract_grids(base)
     codes = qgrid.flatten([g.codes for g in grids])
     lo, hi = qgrid.bounds(grids)
     fit = qgrid.Fitness(base, grids, data.train, n_fit)
-    print(f"\n### EDA+CC vs EDA w/o CC vs GA vs LS ({name} w4a4 PTQ, {codes.size} weights, {budget} FEs, "
+    print(f"\n### EDA+CC vs EDA w/o CC vs GA vs LS ({model} w4a4 PTQ, {codes.size} weights, {budget} FEs, "
           f"fitness train[:{n_fit}])\n")
     print(f"nearest rounding (unperturbed): test {evaluate(base, data.test):.2%}\n")
     print("| start | algorithm | fitness start -> end | test start | test end (mean ± sd) | s/run |")
@@ -104,9 +104,9 @@ def part_eda(name, data, env, seeds, budget, gens, n_fit):
         "GA": lambda f, x0, s: eda_cc.run_ga(f, x0, 2, budget, s),
         "LS": lambda f, x0, s: eda_cc.run_local_search(f, x0, 2, budget, s),
     }
-    rows = []
+    rows, curves = [], {}
     for frac in (0.3, 0.5):
-        per = {k: ([], [], []) for k in algos}
+        per = {k: ([], [], [], []) for k in algos}
         t_start = []
         for s in range(seeds):
             rng = np.random.default_rng(1000 + s)
@@ -122,12 +122,47 @@ def part_eda(name, data, env, seeds, budget, gens, n_fit):
                 per[name][0].append((r.start_fitness, r.best_fitness))
                 per[name][1].append(evaluate(base, data.test))
                 per[name][2].append(time.time() - t)
-        for name, (fits, tests, secs) in per.items():
+                per[name][3].append([(0, r.start_fitness), *r.history])
+        curves[frac] = {name: v[3] for name, v in per.items()}
+        for name, (fits, tests, secs, _) in per.items():
             f0, f1 = np.mean([a for a, _ in fits]), np.mean([b for _, b in fits])
             print(f"| Q-Switch-{frac:.0%} | {name} | {f0:.2%} -> {f1:.2%} | {np.mean(t_start):.2%} | {ms(tests)} | "
                   f"{np.mean(secs):.0f} |")
-            rows.append({"switch": frac, "algo": name, "fit": fits, "test": tests, "test_start": t_start})
-    log("eda", name, rows)
+            rows.append({"switch": frac, "algo": name, "fit": fits, "test": tests, "test_start": t_start,
+                         "history": curves[frac][name]})
+    log("eda", model, rows)
+    plot_curves(curves, budget, n_fit, Path(f"bench/results/eda_curves_{model}.png"), f"{model} ({data.note})")
+
+
+def step_curve(history: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Best-so-far fitness at each FE count of ``grid`` from (FEs, best fitness) records."""
+    idx = np.clip(np.searchsorted(history[:, 0], grid, side="right") - 1, 0, None)
+    return np.maximum.accumulate(history[idx, 1])
+
+
+def plot_curves(curves: dict, budget: int, n_fit: int, dest: Path, title: str) -> None:
+    """Paper Fig. 4 at this scale: best fitness vs fitness evaluations, mean over seeds (band: min-max)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = np.arange(0, budget + 1)
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4), squeeze=False)
+    for ax, (frac, algos) in zip(axes[0], curves.items(), strict=True):
+        for name, runs in algos.items():
+            ys = np.array([step_curve(np.asarray(h, dtype=float), grid) for h in runs])
+            ax.plot(grid, ys.mean(0), label=name)
+            ax.fill_between(grid, ys.min(0), ys.max(0), alpha=0.15)
+        ax.set(title=f"Q-Switch-{frac:.0%}", xlabel="fitness evaluations", ylabel=f"best accuracy on train[:{n_fit}]")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(dest, dpi=120)
+    plt.close(fig)
+    print(f"\ncurves: {dest}")
 
 
 def part_cluster(name, data, env, seeds):

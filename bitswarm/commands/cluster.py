@@ -8,14 +8,10 @@ from bitswarm.commands.core import add_common, add_start_options
 
 
 def cmd_cluster(args) -> int:
-    from bitswarm.env import read_environment
-    from bitswarm.search.compress import artifacts, nets, pso_kmeans, stages
+    from bitswarm.search.compress import pso_kmeans, stages
     from bitswarm.train import evaluate
-    from bitswarm.workflow import set_threads
 
-    set_threads(args.threads)
-    env = read_environment()
-    start = stages.start_from_args(args, env)
+    start = stages.start_from_args(args)
     model, data = start.model, start.data
     val0 = evaluate(model, data.val)
     print(f"start: {start.description}: val {val0:.2%}")
@@ -33,8 +29,7 @@ def cmd_cluster(args) -> int:
             "sparsity": args.sparsity, "step": args.step, "val_before": val0, "val_after": val1, "test_after": test1,
             "layers": {n: {"k": int(r.centroids.size), "delta": r.delta, "inertia": r.inertia,
                            "zeros": r.sparsity} for n, r in res.items()}}
-    shape = nets.entry(start.arch["model"]).input_shape if args.export else None
-    print(f"written: {artifacts.save_result(args.out, model, start.bits, start.arch, meta, shape)}")
+    stages.write_output(args, model, start.bits, start.arch, meta)
     return 0
 
 

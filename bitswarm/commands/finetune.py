@@ -10,14 +10,10 @@ from bitswarm.commands.core import add_common, add_start_options
 def cmd_finetune(args) -> int:
     import numpy as np
 
-    from bitswarm.env import read_environment
-    from bitswarm.search.compress import artifacts, eda_cc, evo_finetune, nets, qgrid, stages
+    from bitswarm.search.compress import eda_cc, evo_finetune, qgrid, stages
     from bitswarm.train import evaluate
-    from bitswarm.workflow import set_threads
 
-    set_threads(args.threads)
-    env = read_environment()
-    start = stages.start_from_args(args, env)
+    start = stages.start_from_args(args)
     data, model = start.data, start.model
     split = getattr(data, args.fitness_split)
     test0, val0 = evaluate(model, data.test), evaluate(model, data.val)
@@ -50,9 +46,7 @@ def cmd_finetune(args) -> int:
             "fitness_split": args.fitness_split, "fitness_samples": args.fitness_samples,
             "val_before": val0, "val_after": val1, "test_before": test0, "test_after": test1,
             "evaluations": res.evaluations, **detail}
-    shape = nets.entry(start.arch["model"]).input_shape if args.export else None
-    out = artifacts.save_result(args.out, model, start.bits, start.arch, meta, shape)
-    print(f"written: {out}")
+    stages.write_output(args, model, start.bits, start.arch, meta)
     return 0
 
 

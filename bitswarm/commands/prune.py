@@ -8,17 +8,13 @@ from bitswarm.commands.core import add_common, add_start_options
 
 
 def cmd_prune(args) -> int:
-    from bitswarm.env import read_environment
     from bitswarm.errors import ConfigError
-    from bitswarm.search.compress import artifacts, nets, ocnna, stages
+    from bitswarm.search.compress import ocnna, stages
     from bitswarm.train import Recipe, evaluate, train
-    from bitswarm.workflow import set_threads
 
-    set_threads(args.threads)
     if not 0 <= args.k < 100:
         raise ConfigError("--k", "k", f"{args.k} is not a percentile", "0 <= k < 100")
-    env = read_environment()
-    start = stages.start_from_args(args, env)
+    start = stages.start_from_args(args)
     if start.arch.get("keep"):
         raise ConfigError(args.source, "arch.json", "this model is already pruned", "an unpruned model")
     model, data = start.model, start.data
@@ -41,8 +37,7 @@ def cmd_prune(args) -> int:
             "dvar": args.dvar, "rpr": res.rpr, "params_before": res.params_before,
             "params_after": res.params_after, "val_before": val0, "val_pruned": val_pruned, "val_after": val1,
             "test_after": test1, "ft_epochs": args.ft_epochs, "importance": res.importance}
-    shape = nets.entry(start.arch["model"]).input_shape if args.export else None
-    print(f"written: {artifacts.save_result(args.out, model, start.bits, arch, meta, shape)}")
+    stages.write_output(args, model, start.bits, arch, meta)
     return 0
 
 
