@@ -85,7 +85,7 @@ def part_evo(name, data, env, seeds, gens):
     log("evo", name, rows)
 
 
-def part_eda(model, data, env, seeds, budget, gens, n_fit):
+def part_eda(model, data, env, seeds, budget, gens, n_fit, switches=(0.3, 0.5)):
     e, fp = float_model(model, data, env)
     base = ptq_model(e, fp, data, 4, 4)
     grids = qgrid.extract_grids(base)
@@ -105,7 +105,7 @@ def part_eda(model, data, env, seeds, budget, gens, n_fit):
         "LS": lambda f, x0, s: eda_cc.run_local_search(f, x0, 2, budget, s),
     }
     rows, curves = [], {}
-    for frac in (0.3, 0.5):
+    for frac in switches:
         per = {k: ([], [], [], []) for k in algos}
         t_start = []
         for s in range(seeds):
@@ -238,6 +238,7 @@ def main() -> None:
     ap.add_argument("--eda-budget", type=int, default=800)
     ap.add_argument("--eda-gens", type=int, default=10)
     ap.add_argument("--eda-fitness", type=int, default=1000)
+    ap.add_argument("--switches", type=float, nargs="+", default=[0.3, 0.5], help="Q-Switch shares of the eda part")
     ap.add_argument("--ks", type=int, nargs="+", default=[10, 25, 40, 50, 60, 75])
     ap.add_argument("--dvar", type=int, default=500)
     ap.add_argument("--ft-train", type=int, default=10000)
@@ -253,7 +254,7 @@ def main() -> None:
     if args.part in ("all", "evo"):
         part_evo(main_model, data, env, args.seeds, args.evo_gens)
     if args.part in ("all", "eda"):
-        part_eda(main_model, data, env, args.seeds, args.eda_budget, args.eda_gens, args.eda_fitness)
+        part_eda(main_model, data, env, args.seeds, args.eda_budget, args.eda_gens, args.eda_fitness, args.switches)
     if args.part in ("all", "cluster"):
         part_cluster(main_model, data, env, args.seeds)
     if args.part in ("all", "ocnna"):
