@@ -8,7 +8,7 @@ cifar-smallcnn (3 conv, 16/32/64 filters, ~34k parameters) on the CIFAR-10 JPEG 
 every part, its float model trained for --fp-epochs (default 10 on CIFAR-10);
 --ocnna-model cnv sweeps OCNNA's k on CNV instead (CIFAR-10; e.g. --fp-epochs 5).
 Parts (each prints a markdown table and appends a JSON line to runs/bench_compress.jsonl):
-  evo     evolutionary fine-tuning vs nearest rounding, PTQ w3a8 and w4a4 (fitness: val[:2000])
+  evo     evolutionary fine-tuning vs nearest rounding, PTQ w3a8 and w4a4 (fitness: val[:--evo-fitness])
   eda     EDA+CC vs EDA w/o CC vs GA vs local search, recovering w4a4 Q-Switch-30% / -50%
           (binary space of paper §4.1; fitness: train[:1000]; equal FE budgets)
   cluster PSO vs random vs k-means++ initialised k-means (+ pruning, fixed point), w4a8 / w3a8
@@ -59,21 +59,21 @@ def ptq_model(e, fp, data, w, a):
     return qgrid.ptq(e.build(e.uniform_bits(w, a)), fp.model.state_dict(), data.train)
 
 
-def part_evo(name, data, env, seeds, gens):
+def part_evo(name, data, env, seeds, gens, n_fit=2000):
     e, fp = float_model(name, data, env)
     rows = []
     print(f"\n### Evolutionary fine-tuning vs nearest rounding ({name}, {e.dataset})\n")
-    print("| bits | nearest rounding test | evo test (mean ± sd) | seeds better | val[2000:] NR -> evo | evals "
+    print(f"| bits | nearest rounding test | evo test (mean ± sd) | seeds better | val[{n_fit}:] NR -> evo | evals "
           "| s/run |")
     print("|---|---|---|---|---|---|---|")
-    held = data.val.__class__(data.val.x[2000:], data.val.y[2000:])
+    held = data.val.__class__(data.val.x[n_fit:], data.val.y[n_fit:])
     for w, a in ((3, 8), (4, 4)):
         m = ptq_model(e, fp, data, w, a)
         t0, h0 = evaluate(m, data.test), evaluate(m, held)
         tests, helds, t = [], [], time.time()
         for s in range(seeds):
             m = ptq_model(e, fp, data, w, a)
-            r = evo_finetune.evo_finetune(m, data.val, 2000, evo_finetune.EvoParams(), gens, seed=s)
+            r = evo_finetune.evo_finetune(m, data.val, n_fit, evo_finetune.EvoParams(), gens, seed=s)
             tests.append(evaluate(m, data.test))
             helds.append(evaluate(m, held))
         dt = (time.time() - t) / seeds
@@ -235,6 +235,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--data-dir")
     ap.add_argument("--evo-gens", type=int, default=40)
+    ap.add_argument("--evo-fitness", type=int, default=2000, help="fitness on val[:N]; val[N:] is the held check")
     ap.add_argument("--eda-budget", type=int, default=800)
     ap.add_argument("--eda-gens", type=int, default=10)
     ap.add_argument("--eda-fitness", type=int, default=1000)
@@ -252,7 +253,7 @@ def main() -> None:
     data = get_data(args.dataset, args.data_dir, env)
     print(f"data: {data.note}; {args.seeds} seeds; 1 thread")
     if args.part in ("all", "evo"):
-        part_evo(main_model, data, env, args.seeds, args.evo_gens)
+        part_evo(main_model, data, env, args.seeds, args.evo_gens, args.evo_fitness)
     if args.part in ("all", "eda"):
         part_eda(main_model, data, env, args.seeds, args.eda_budget, args.eda_gens, args.eda_fitness, args.switches)
     if args.part in ("all", "cluster"):
