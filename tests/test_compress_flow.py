@@ -32,3 +32,15 @@ def test_flow_prunes_then_searches_bits_on_the_pruned_model(tiny_mnist_dir, tmp_
     winner = artifacts.load_result(state["dir"])
     assert winner.arch["keep"] == artifacts.load_result(tmp_path / "out" / "prune").arch["keep"]
     assert winner.meta["method"] == "search" and state["export_max_abs_diff"] <= 1e-4
+
+
+def test_flow_finetunes_with_eda_cc(tiny_mnist_dir, tmp_path):
+    env = Environment(data_dir=None, cache_dir=tmp_path / "cache", vivado=None, vitis_hls=None, ray_address=None)
+    cfg = CompressConfig(model="tfc", bits="w4a4", source="ptq", data_dir=str(tiny_mnist_dir), env=env,
+                         finetune={"method": "eda-cc", "budget": 24, "generations": 2, "pop": 4,
+                                   "fitness_samples": 100, "fitness_split": "train"})
+    state = run_compress(cfg, tmp_path / "out", stop_after="finetune")
+    meta = artifacts.load_result(state["dir"]).meta
+    assert meta["method"] == "finetune-eda-cc" and meta["params"]["budget"] == 24
+    start, best = meta["fitness"]
+    assert best >= start  # the search keeps its best, which starts at the nearest rounding

@@ -8,9 +8,7 @@ from bitswarm.commands.core import add_common, add_start_options
 
 
 def cmd_finetune(args) -> int:
-    import numpy as np
-
-    from bitswarm.search.compress import eda_cc, evo_finetune, qgrid, stages
+    from bitswarm.search.compress import stages
     from bitswarm.train import evaluate
 
     start = stages.start_from_args(args)
@@ -19,24 +17,8 @@ def cmd_finetune(args) -> int:
     test0, val0 = evaluate(model, data.test), evaluate(model, data.val)
     print(f"start: {start.description}: val {val0:.2%}  test {test0:.2%}")
     t0 = time.time()
-    grids = qgrid.extract_grids(model)
-    if not grids:
-        print("bitswarm: error: no integer-quantized weight layer to fine-tune (bits 2..16 needed)")
-        return 2
-    if args.method == "evo":
-        p = evo_finetune.EvoParams(mu=args.mu, lam=args.pop, rate=args.rate, radius=args.radius)
-        res = evo_finetune.evo_finetune(model, split, args.fitness_samples, p, args.generations, args.seed, True)
-        detail = {"params": p.__dict__}
-    else:
-        codes = qgrid.flatten([g.codes for g in grids])
-        ratio = np.concatenate([g.ratio.reshape(-1).numpy() for g in grids])
-        cand = eda_cc.binary_space(codes, *qgrid.bounds(grids), ratio=ratio)
-        fit = qgrid.Fitness(model, grids, split, args.fitness_samples)
-        p = eda_cc.EDAParams(pop=args.pop, n_best=max(1, args.pop // 4), gens=args.generations)
-        res = eda_cc.run_eda_cc(lambda x: fit(eda_cc.decode(cand, x)), np.zeros(codes.size, np.int64), 2, p,
-                                args.budget, args.seed, progress=True)
-        qgrid.write_codes(model, grids, qgrid.unflatten(eda_cc.decode(cand, res.best), grids))
-        detail = {"params": {**p.__dict__, "budget": args.budget}}
+    opts = {k: getattr(args, k) for k in stages.FINETUNE_DEFAULTS}
+    res, params = stages.finetune_codes(model, split, args.method, args.fitness_samples, args.seed, opts, progress=True)
     val1, test1 = evaluate(model, data.val), evaluate(model, data.test)
     print(f"{args.method}: fitness ({args.fitness_split}[:{args.fitness_samples}]) "
           f"{res.start_fitness:.4f} -> {res.best_fitness:.4f} in {res.evaluations} evaluations, "
@@ -45,7 +27,7 @@ def cmd_finetune(args) -> int:
     meta = {"method": f"finetune-{args.method}", "start": start.description, "seed": args.seed,
             "fitness_split": args.fitness_split, "fitness_samples": args.fitness_samples,
             "val_before": val0, "val_after": val1, "test_before": test0, "test_after": test1,
-            "evaluations": res.evaluations, **detail}
+            "evaluations": res.evaluations, "params": params}
     stages.write_output(args, model, start.bits, start.arch, meta)
     return 0
 

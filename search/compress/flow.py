@@ -27,7 +27,7 @@ class CompressConfig:
     prune: dict | None = None  # {"k": 40, "dvar": 500, "ft_epochs": 1, "ft_max_train": 10000}
     search: dict | None = None  # {"algo": "bbpso-q", "max_avg_bits": 4, "particles": 6, "iters": 4, ...}
     cluster: dict | None = None  # {"sparsity": 0.3, "init": "pso", "step": "max"}
-    finetune: dict | None = None  # {"method": "evo", "generations": 40, "fitness_samples": 2000}
+    finetune: dict | None = None  # {"method": "evo" | "eda-cc", "generations": 40, "fitness_samples": 2000, ...}
     env: object = field(default=None)
 
 
@@ -117,17 +117,15 @@ def step_cluster(state: State, cfg: CompressConfig) -> State:
 def step_finetune(state: State, cfg: CompressConfig) -> State:
     if cfg.finetune is None:
         return state
-    from bitswarm.search.compress import evo_finetune
+    from bitswarm.search.compress.stages import finetune_codes
 
     f, r = cfg.finetune, _load(state)
-    if f.get("method", "evo") != "evo":
-        raise ValueError(f"flow finetune method {f.get('method')!r} not supported; allowed: evo "
-                         "(use `bitswarm finetune --method eda-cc --from <dir>` for EDA+CC)")
-    data = _data(cfg, r.arch)
-    res = evo_finetune.evo_finetune(r.model, data.val, f.get("fitness_samples", 2000), evo_finetune.EvoParams(),
-                                    f.get("generations", 40), cfg.seed)
+    method = f.get("method", "evo")
+    split = getattr(_data(cfg, r.arch), f.get("fitness_split", "val"))
+    res, params = finetune_codes(r.model, split, method, f.get("fitness_samples", 2000), cfg.seed, f)
     return _save(state, "finetune", r.model, r.bits, r.arch,
-                 {"method": "finetune-evo", "fitness": [res.start_fitness, res.best_fitness], **f})
+                 {**f, "method": f"finetune-{method}", "fitness": [res.start_fitness, res.best_fitness],
+                  "params": params})
 
 
 def step_export(state: State, cfg: CompressConfig) -> State:

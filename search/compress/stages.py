@@ -72,3 +72,35 @@ def write_output(args, model: nn.Module, bits: BitConfig, arch: dict, meta: dict
     out = artifacts.save_result(args.out, model, bits, arch, meta, shape)
     print(f"written: {out}")
     return out
+
+
+FINETUNE_DEFAULTS = {"generations": 40, "pop": 8, "mu": 4, "rate": 0.002, "radius": 1, "budget": 1000}
+
+
+def finetune_codes(model: nn.Module, split, method: str, n_fit: int | None, seed: int, opts: dict | None = None,
+                   progress: bool = False):
+    """Gradient-free fine-tune of ``model``'s weight codes in place: ``evo`` (evolution strategy from
+    nearest rounding) or ``eda-cc`` (EDA+CC over {nearest, second-nearest} level per weight).
+    Returns (the search result, the parameters used)."""
+    import numpy as np
+
+    from bitswarm.search.compress import eda_cc, evo_finetune
+
+    o = {**FINETUNE_DEFAULTS, **(opts or {})}
+    grids = qgrid.extract_grids(model)
+    if not grids:
+        raise ConfigError("--bits", "bits", "no integer-quantized weight layer to fine-tune", "weights of 2..16 bits")
+    if method == "evo":
+        p = evo_finetune.EvoParams(mu=o["mu"], lam=o["pop"], rate=o["rate"], radius=o["radius"])
+        return evo_finetune.evo_finetune(model, split, n_fit, p, o["generations"], seed, progress), p.__dict__
+    if method != "eda-cc":
+        raise ConfigError("--method", "method", f"unknown fine-tune method {method!r}", "evo, eda-cc")
+    codes = qgrid.flatten([g.codes for g in grids])
+    ratio = np.concatenate([g.ratio.reshape(-1).numpy() for g in grids])
+    cand = eda_cc.binary_space(codes, *qgrid.bounds(grids), ratio=ratio)
+    fit = qgrid.Fitness(model, grids, split, n_fit)
+    p = eda_cc.EDAParams(pop=o["pop"], n_best=max(1, o["pop"] // 4), gens=o["generations"])
+    res = eda_cc.run_eda_cc(lambda x: fit(eda_cc.decode(cand, x)), np.zeros(codes.size, np.int64), 2, p,
+                            o["budget"], seed, progress=progress)
+    qgrid.write_codes(model, grids, qgrid.unflatten(eda_cc.decode(cand, res.best), grids))
+    return res, {**p.__dict__, "budget": o["budget"]}
