@@ -163,7 +163,7 @@ def register(sub) -> None:
     sp.add_argument("--val-samples", type=int, default=None, help="validation samples per evaluation")
     sp.add_argument("--final-epochs", type=int, default=None, help="final fine-tune epochs of the winner (0: skip)")
     add_executor_args(sp)
-    sp.add_argument("--from", dest="source", default=None,
+    sp.add_argument("--from", dest="source", default=None, metavar="DIR",
                     help="search a prune/cluster/finetune output directory (its pruned architecture and weights) "
                          "instead of --model")
     sp.add_argument("--run-dir", default=None, help="journal + results (default runs/<model>-<board>-<algo>-s<seed>)")
