@@ -131,7 +131,8 @@ def part_eda(model, data, env, seeds, budget, gens, n_fit, switches=(0.3, 0.5)):
             rows.append({"switch": frac, "algo": name, "fit": fits, "test": tests, "test_start": t_start,
                          "history": curves[frac][name]})
     log("eda", model, rows)
-    plot_curves(curves, budget, n_fit, Path(f"bench/results/eda_curves_{model}.png"), f"{model} ({data.note})")
+    tag = "-".join(f"{f * 100:.0f}" for f in switches)
+    plot_curves(curves, budget, n_fit, Path(f"bench/results/eda_curves_{model}-{tag}.png"), f"{model} ({data.note})")
 
 
 def step_curve(history: np.ndarray, grid: np.ndarray) -> np.ndarray:
