@@ -92,14 +92,17 @@ def arch_entry(arch: dict) -> ZooEntry:
     """The zoo entry of a compression stage's ``arch.json``: after pruning, a model of the same
     layers (same bit variables) whose convs keep only the listed filters, so the bit-width search,
     the cost models (MACs measured on the built model) and the export all see the pruned shapes."""
-    base = entry(arch["model"])
-    keep = arch.get("keep")
-    if not keep:
-        return base
+    if not arch.get("keep"):
+        return entry(arch["model"])
+    return _pruned_entry(arch["model"], json.dumps({k: list(v) for k, v in arch["keep"].items()}, sort_keys=True))
+
+
+@cache  # one entry (and one measured layer profile) per pruned architecture
+def _pruned_entry(model: str, keep_json: str) -> ZooEntry:
     from bitswarm.search.compress.surgery import apply_keep
 
-    keep = {k: list(v) for k, v in keep.items()}
-    tag = hashlib.sha1(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:8]
+    base, keep = entry(model), json.loads(keep_json)
+    tag = hashlib.sha1(keep_json.encode()).hexdigest()[:8]
 
     def build_fn(bits: BitConfig) -> nn.Module:
         model = base.build_fn(bits)
