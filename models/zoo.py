@@ -13,6 +13,7 @@ from bitswarm.models.bitconfig import BitConfig, LayerSpec
 from bitswarm.models.cnv import CNV, cnv_specs
 from bitswarm.models.mobilenetv2 import MobileNetV2Cifar, mobilenetv2_specs
 from bitswarm.models.resnet import ResNetCifar, resnet_specs
+from bitswarm.models.smallcnn import CIFAR_CONV, SMALL_CONV, SmallCNN, smallcnn_specs
 from bitswarm.models.tfc import TFC, tfc_specs
 
 
@@ -68,6 +69,11 @@ ZOO: dict[str, ZooEntry] = {
         ),
         ZooEntry("mobilenetv2", "MobileNetV2 for 32x32 input", "cifar10", (3, 32, 32),
                  MobileNetV2Cifar, mobilenetv2_specs, (8, 8, 8)),
+        ZooEntry("smallcnn", "3-conv CNN (16/32/32) for MNIST, compression benchmarks", "mnist", (1, 28, 28),
+                 lambda b: SmallCNN(b, input_shape=(1, 28, 28), widths=SMALL_CONV), smallcnn_specs, (8, 8, 8)),
+        ZooEntry("cifar-smallcnn", "3-conv CNN (16/32/64) for CIFAR-10, compression benchmarks", "cifar10",
+                 (3, 32, 32), lambda b: SmallCNN(b, input_shape=(3, 32, 32), widths=CIFAR_CONV),
+                 lambda: smallcnn_specs(len(CIFAR_CONV)), (8, 8, 8)),
     )
 }
 

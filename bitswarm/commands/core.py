@@ -50,11 +50,11 @@ def cmd_boards(args) -> int:
 def cmd_models(args) -> int:
     from bitswarm.models import ZOO
 
-    print(f"{'model':<12} {'dataset':<8} {'layers':>6} {'MMACs':>8} {'params':>9}  description")
+    print(f"{'model':<15} {'dataset':<8} {'layers':>6} {'MMACs':>8} {'params':>9}  description")
     for name, e in ZOO.items():
         macs = sum(s.macs for s in e.specs) / 1e6
         params = sum(s.params for s in e.specs)
-        print(f"{name:<12} {e.dataset:<8} {len(e.specs):>6} {macs:>8.2f} {params:>9,}  {e.description}")
+        print(f"{name:<15} {e.dataset:<8} {len(e.specs):>6} {macs:>8.2f} {params:>9,}  {e.description}")
     if args.layers:
         e = ZOO[args.layers]
         d = e.default_bits()
