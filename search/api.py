@@ -168,6 +168,18 @@ def recheck_with_finn(model, bits, entry: ZooEntry, board: Board, spec: SearchSp
             "violation": total_violation(spec.constraints, cost)}
 
 
+def small_search_spec(opts: dict, constraints: tuple[Constraint, ...], cost: str, seed: int, **kw) -> SearchSpec:
+    """A small-budget search (the deploy flow's and the compress flow's). ``opts`` may set algo,
+    particles, iters, eval_epochs, eval_train and val_samples; ``kw`` other ``SearchSpec`` fields."""
+    return SearchSpec(algo=opts.get("algo", "bbpso-q"),
+                      settings=BBPSOSettings(particles=opts.get("particles", 6), iterations=opts.get("iters", 4),
+                                             gamma=2),
+                      cost=cost, constraints=constraints,
+                      eval_recipe=replace(EVAL_RECIPE, epochs=opts.get("eval_epochs", 1),
+                                          max_train=opts.get("eval_train", 4000)),
+                      val_samples=opts.get("val_samples", 2000), seed=seed, **kw)
+
+
 def run_small_search(cfg, entry: ZooEntry, pkg: Path):
     """The deploy flow's search: a small budget under the board's default constraint."""
     from bitswarm.models import BitConfig
@@ -190,11 +202,7 @@ def run_small_search(cfg, entry: ZooEntry, pkg: Path):
             cost = "bitops"  # the FINN step reports why; the model still deploys through TVM
     if cost == "finn":  # FINN's estimate must also fit the board within FINN's own utilisation limit
         constraints += (Constraint("lut", cfg.board.fpga.limit("lut")),)
-    spec = SearchSpec(algo="bbpso-q", settings=BBPSOSettings(particles=opts.get("particles", 6),
-                                                             iterations=opts.get("iters", 4), gamma=2),
-                      cost=cost, constraints=constraints,
-                      eval_recipe=replace(EVAL_RECIPE, epochs=1, max_train=opts.get("eval_train", 4000)),
-                      val_samples=2000, seed=cfg.seed, recheck=False)
+    spec = small_search_spec(opts, constraints, cost, cfg.seed, recheck=False)
     # the deploy searches 2..8 bits whatever the cost, so a CPU-only fallback finds the same kind of winner
     board = replace(cfg.board, bit_candidates=search_candidates(cfg.board, "finn"))
     result = search(entry, data, board, fp.model, spec, pkg / "search", cfg.env)

@@ -58,12 +58,6 @@ def save_result(out: str | Path, model: nn.Module, bits: BitConfig, arch: dict, 
     return out
 
 
-def build_from_arch(arch: dict, bits: BitConfig) -> nn.Module:
-    from bitswarm.search.compress import nets
-
-    return nets.arch_entry(arch).build(bits)
-
-
 def load_result(out: str | Path) -> Loaded:
     out = Path(out)
     for f in ("model.pt", "bits.yaml", "arch.json"):
@@ -72,7 +66,9 @@ def load_result(out: str | Path) -> Loaded:
     bits = BitConfig.load(out / "bits.yaml")
     arch = json.loads((out / "arch.json").read_text())
     meta = json.loads((out / "meta.json").read_text()) if (out / "meta.json").exists() else {}
-    model = build_from_arch(arch, bits)
+    from bitswarm.search.compress.nets import arch_entry
+
+    model = arch_entry(arch).build(bits)
     missing, unexpected = model.load_state_dict(torch.load(out / "model.pt", weights_only=True), strict=False)
     # activation scales Brevitas never initialised (a model that never ran in training mode) are absent
     missing = [k for k in missing if "act_quant" not in k]

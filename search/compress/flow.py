@@ -10,7 +10,7 @@ The exported ``model.onnx`` deploys like any QONNX file (``bitswarm deploy --qon
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bitswarm.flows.steps import State, Step, run_flow
@@ -82,20 +82,15 @@ def step_search(state: State, cfg: CompressConfig) -> State:
         return state
     from bitswarm.boards import load_board
     from bitswarm.hw.cost import Constraint
-    from bitswarm.search.api import SearchSpec, search
-    from bitswarm.search.bbpso import BBPSOSettings
+    from bitswarm.search.api import search, small_search_spec
     from bitswarm.search.compress import nets
-    from bitswarm.search.problem import EVAL_RECIPE
     from bitswarm.train import Recipe
 
     o, r = cfg.search, _load(state)
-    final, n_train = o.get("final_epochs", 1), o.get("eval_train", 4000)
-    spec = SearchSpec(algo=o.get("algo", "bbpso-q"),
-                      settings=BBPSOSettings(particles=o.get("particles", 6), iterations=o.get("iters", 4), gamma=2),
-                      constraints=(Constraint("avg_bits", o.get("max_avg_bits", 4.0)),),
-                      eval_recipe=replace(EVAL_RECIPE, epochs=o.get("eval_epochs", 1), max_train=n_train),
-                      val_samples=o.get("val_samples", 2000), seed=cfg.seed,
-                      final_recipe=Recipe(epochs=final, lr=1e-3, max_train=n_train) if final else None)
+    final = o.get("final_epochs", 1)
+    spec = small_search_spec(o, (Constraint("avg_bits", o.get("max_avg_bits", 4.0)),), "bitops", cfg.seed,
+                             final_recipe=Recipe(epochs=final, lr=1e-3, max_train=o.get("eval_train", 4000))
+                             if final else None)
     res = search(nets.arch_entry(r.arch), _data(cfg, r.arch), load_board(o.get("board", "pynq-z2")), r.model, spec,
                  Path(state["root"]) / "search-run", cfg.env, progress=False,
                  arch={**r.arch, "start": f"{state['dir']} ({r.meta.get('method', '?')})"})

@@ -14,15 +14,11 @@ from bitswarm.errors import ConfigError
 from bitswarm.models import ZOO, BitConfig, ZooEntry
 
 
-@cache
 def entry(name: str) -> ZooEntry:
+    """A zoo model (the compression stages take no user models: their surgery knows the zoo's layouts)."""
     if name in ZOO:
         return ZOO[name]
     raise ConfigError("--model", "model", f"unknown model '{name}'", ", ".join(ZOO))
-
-
-def build(name: str, bits: BitConfig) -> nn.Module:
-    return entry(name).build(bits)
 
 
 def arch_entry(arch: dict) -> ZooEntry:
