@@ -18,6 +18,9 @@ from bitswarm.errors import ConfigError
 from bitswarm.models.bitconfig import ALL_BITS
 
 RESOURCES = ("lut", "ff", "bram18", "dsp", "uram")
+OPTIONAL_RESOURCES = ("uram",)  # 0 on parts without it (Zynq-7000); every other resource must be > 0
+TVM_TARGET_KINDS = ("llvm", "cuda")  # what flows/tvm.py builds for
+_SAFE_PATH = re.compile(r"[A-Za-z0-9_.+@,/][A-Za-z0-9_.+@,/-]*")
 SHELLS = ("vivado_zynq", "vitis_alveo")
 _UNITS = {
     "frequency": {"Hz": 1e-6, "kHz": 1e-3, "MHz": 1.0, "GHz": 1e3},  # -> MHz
@@ -89,7 +92,55 @@ def _quantity(src: str, fld: str, value: Any, kind: str) -> float:
     if not m or m.group(2) not in units:
         raise ConfigError(src, fld, f"{value!r} is not a {kind} with a unit",
                           "a number followed by one of " + ", ".join(units))
+    if float(m.group(1)) <= 0:
+        raise ConfigError(src, fld, f"{value!r} is not positive", "a number > 0 followed by one of " + ", ".join(units))
     return float(m.group(1)) * units[m.group(2)]
+
+
+def _positive(r: _Reader, key: str, minimum: int = 1) -> int:
+    n = r.get(key, int)
+    if n < minimum:
+        raise ConfigError(r.src, r.path(key), f"{n} is not a valid count", f"an integer >= {minimum}")
+    return n
+
+
+def _port(r: _Reader, default: int) -> int:
+    port = r.get("port", int, default)
+    if not 1 <= port <= 65535:
+        raise ConfigError(r.src, r.path("port"), f"{port} is not a TCP port", "an integer 1..65535")
+    return port
+
+
+def _ssh_word(r: _Reader, key: str) -> str:
+    """``ssh.host`` / ``ssh.user``: one word that ssh cannot take for an option."""
+    v = r.get(key, str, "")
+    if v.startswith("-") or any(c.isspace() for c in v) or (key == "user" and "@" in v):
+        raise ConfigError(r.src, r.path(key), f"{v!r} is not a plain {key} name",
+                          "no leading '-', no whitespace" + (", no '@'" if key == "user" else ""))
+    return v
+
+
+def _ssh(r: _Reader) -> SshSpec:
+    r.check_keys(tuple(SshSpec.__dataclass_fields__))
+    d = SshSpec()
+    paths = {k: r.get(k, str, getattr(d, k)) for k in ("key_file", "known_hosts", "workdir", "python")}
+    if not _SAFE_PATH.fullmatch(paths["workdir"] or "x"):  # also the scp destination (no shell quoting there)
+        raise ConfigError(r.src, r.path("workdir"), f"{paths['workdir']!r} is not a plain path",
+                          "letters, digits and ._+@,/- (absolute, or relative to the login's home; no ~, "
+                          "no whitespace, no leading -)")
+    py = paths["python"]
+    if not py or py.startswith(("-", "~")) or any(c.isspace() for c in py):  # quoted: no ~ expansion either
+        raise ConfigError(r.src, r.path("python"), f"{py!r} is not one command",
+                          "an absolute path or a command on the board's PATH, e.g. python3 (no ~, no whitespace, "
+                          "no leading -)")
+    return SshSpec(host=_ssh_word(r, "host"), port=_port(r, d.port), user=_ssh_word(r, "user"), **paths)
+
+
+def _rpc(r: _Reader) -> RpcSpec:
+    r.check_keys(tuple(RpcSpec.__dataclass_fields__))
+    d = RpcSpec()
+    return RpcSpec(host=r.get("host", str, d.host), port=_port(r, d.port),
+                   start_local=r.get("start_local", bool, d.start_local))
 
 
 class _Reader:
@@ -133,7 +184,7 @@ def _fpga(r: _Reader) -> FpgaSpec:
     res, lim = r.sub("resources"), r.sub("finn_limits")
     res.check_keys(RESOURCES)
     lim.check_keys(RESOURCES)
-    resources_ = {k: res.get(k, int) for k in RESOURCES}
+    resources_ = {k: _positive(res, k, 0 if k in OPTIONAL_RESOURCES else 1) for k in RESOURCES}
     limits = {k: float(lim.get(k, (int, float))) for k in RESOURCES}
     for k, v in limits.items():
         if not 0 < v <= 1:
@@ -146,8 +197,11 @@ def _cpu(r: _Reader) -> CpuSpec:
     r.check_keys(("description", "cores", "clock", "memory", "tvm_target", "cross_compiler"))
     target = r.get("tvm_target", dict)
     if "kind" not in target:
-        raise ConfigError(r.src, r.path("tvm_target.kind"), "missing (required)", "llvm, cuda")
-    return CpuSpec(r.get("description", str), r.get("cores", int),
+        raise ConfigError(r.src, r.path("tvm_target.kind"), "missing (required)", ", ".join(TVM_TARGET_KINDS))
+    if target["kind"] not in TVM_TARGET_KINDS:
+        raise ConfigError(r.src, r.path("tvm_target.kind"), f"unknown TVM target kind {target['kind']!r}",
+                          ", ".join(TVM_TARGET_KINDS))
+    return CpuSpec(r.get("description", str), _positive(r, "cores"),
                    _quantity(r.src, r.path("clock"), r.get("clock", str), "frequency"),
                    _quantity(r.src, r.path("memory"), r.get("memory", str), "memory"),
                    target, r.get("cross_compiler", str, ""))
@@ -175,15 +229,11 @@ def load_board_file(path: str | Path) -> Board:
         raise ConfigError(src, "search.bit_candidates", f"bad bit-widths {bad or cands}",
                           ", ".join(map(str, ALL_BITS)))
     ssh, rpc = r.sub("ssh", required=False), r.sub("rpc", required=False)
-    if ssh:
-        ssh.check_keys(tuple(SshSpec.__dataclass_fields__))
-    if rpc:
-        rpc.check_keys(tuple(RpcSpec.__dataclass_fields__))
     fpga = r.sub("fpga", required=False)
     return Board(
         name=name, description=r.get("description", str), source=src, cpu=_cpu(r.sub("cpu")),
         bit_candidates=tuple(sorted(cands)), fpga=_fpga(fpga) if fpga else None,
-        ssh=SshSpec(**ssh.data) if ssh else SshSpec(), rpc=RpcSpec(**rpc.data) if rpc else RpcSpec(),
+        ssh=_ssh(ssh) if ssh else SshSpec(), rpc=_rpc(rpc) if rpc else RpcSpec(),
     )
 
 

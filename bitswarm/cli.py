@@ -13,8 +13,20 @@ from bitswarm.errors import BitswarmError
 EPILOG = "Docs: README.md and docs/ARCHITECTURE.md. Data dir default: $BITSWARM_DATA_DIR (Makefile)."
 
 
+class UsageError(BitswarmError):
+    """A bad command line (unknown flag, a value its ``type=`` refuses); printed on one line."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (flag, value, what is allowed) instead of usage + exit;
+    the subcommands' parsers are of this class too (``add_subparsers`` uses the parent's class)."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bitswarm", description=(
+    p = Parser(prog="bitswarm", description=(
         "Per-layer mixed-precision search for CNNs on FPGAs (FINN) and edge CPUs (TVM)."), epilog=EPILOG)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
@@ -24,8 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.fn(args)
     except BitswarmError as e:
         print(f"bitswarm: error: {e}", file=sys.stderr)

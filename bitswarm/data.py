@@ -13,6 +13,7 @@ import hashlib
 import pickle
 import tarfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,15 +80,39 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    magic = int.from_bytes(raw[:4], "big")
+def _corrupt(path: Path, problem: str, md5: str | None) -> DataError:
+    """One line naming the file; with the official checksum when one is known."""
+    if md5 is None:
+        return DataError(f"{path}: {problem}")
+    return DataError(f"{path}: {problem}; expected the official file (md5 {md5}), this one has md5 {_md5(path)}: "
+                     f"replace it")
+
+
+def _read_idx(path: Path, md5: str | None = None) -> np.ndarray:
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise _corrupt(path, f"truncated or corrupt gzip ({e})", md5) from e
+    magic = int.from_bytes(raw[:4], "big") if len(raw) >= 4 else 0
     ndim = magic & 0xFF
-    if magic >> 8 != 0x08 or ndim not in (1, 3):
-        raise DataError(f"{path}: not an IDX ubyte file (magic {magic:#x})")
+    if magic >> 8 != 0x08 or ndim not in (1, 3) or len(raw) < 4 + 4 * ndim:
+        raise _corrupt(path, f"not an IDX ubyte file (magic {magic:#x})", md5)
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    size = len(raw) - 4 - 4 * ndim
+    if size != int(np.prod(dims)) or not dims[0]:
+        raise _corrupt(path, f"truncated: header says {dims} ({int(np.prod(dims)):,} bytes), data has {size:,} bytes",
+                       md5)
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _check_labels(path: Path, y: np.ndarray, n: int, md5: str | None = None) -> None:
+    if y.ndim != 1:
+        raise _corrupt(path, f"shape {y.shape} is not (N,) labels", md5)
+    if len(y) != n:
+        raise _corrupt(path, f"{len(y):,} labels for {n:,} images", md5)
+    if y.size and int(y.max()) > 9:
+        raise _corrupt(path, f"label {int(y.max())} out of range 0..9", md5)
 
 
 def _find(data_dir: Path, candidates: list[str], files: list[str]) -> Path | None:
@@ -114,24 +139,39 @@ def load_mnist(data_dir: Path) -> Dataset:
     if d is None:
         raise DataError(f"MNIST not found under {data_dir} (looked in {', '.join(MNIST_DIRS)}); "
                         f"expected files: {', '.join(MNIST_FILES)}")
-    arr = {k: _read_idx(d / k) for k in MNIST_FILES}
+    arr = {k: _read_idx(d / k, md5) for k, md5 in MNIST_FILES.items()}
+    for images, labels in (("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+                           ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")):
+        if arr[images].ndim != 3 or arr[images].shape[1:] != (28, 28):
+            raise _corrupt(d / images, f"shape {arr[images].shape} is not (N, 28, 28) images", MNIST_FILES[images])
+        _check_labels(d / labels, arr[labels], len(arr[images]), MNIST_FILES[labels])
     tr, va = _split_train("mnist", arr["train-images-idx3-ubyte.gz"][:, None], arr["train-labels-idx1-ubyte.gz"])
     test = Split(torch.from_numpy(arr["t10k-images-idx3-ubyte.gz"][:, None].copy()),
                  torch.from_numpy(arr["t10k-labels-idx1-ubyte.gz"].copy()).long())
-    fp = hashlib.sha256("".join(_md5(d / k) for k in MNIST_FILES).encode()).hexdigest()[:16]
-    return Dataset("mnist", tr, va, test, "MNIST (original files)", fp)
+    sums = {k: _md5(d / k) for k in MNIST_FILES}
+    fp = hashlib.sha256("".join(sums.values()).encode()).hexdigest()[:16]
+    official = sums == MNIST_FILES
+    return Dataset("mnist", tr, va, test, "MNIST (original files)" if official else
+                   "MNIST (readable files whose md5 differs from the official ones)", fp)
 
 
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray, bool]:
     try:
         with open(path, "rb") as f:
             b = pickle.load(f, encoding="bytes")
-        x = np.asarray(b[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-        y = np.asarray(b[b"labels"], dtype=np.int64)
-    except (pickle.UnpicklingError, KeyError, EOFError, ValueError) as e:
-        raise DataError(f"{path}: not a CIFAR-10 python batch ({e})") from e
-    jpeg = bool(b.get(b"filenames")) and str(b[b"filenames"][0]).endswith(".jpg'")
-    return x, y, jpeg
+        data, y = np.asarray(b[b"data"], dtype=np.uint8), np.asarray(b[b"labels"], dtype=np.int64)
+        jpeg = bool(b.get(b"filenames")) and str(b[b"filenames"][0]).endswith(".jpg'")
+    except Exception as e:  # a truncated or foreign pickle raises anything (EOFError, UnpicklingError, TypeError...)
+        why = (str(e).strip().splitlines() or [""])[0]
+        raise _corrupt(path, f"truncated or not a CIFAR-10 python batch ({type(e).__name__}: {why}); no checksum is "
+                       f"known for single batches: re-extract it from {CIFAR_URL.rsplit('/', 1)[1]} (md5 {CIFAR_MD5})",
+                       None) from e
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or not len(data):
+        raise _corrupt(path, f"field 'data' has shape {data.shape}; allowed: (N, 3072) uint8 rows", None)
+    if y.ndim != 1 or len(y) != len(data) or (y.size and (y.min() < 0 or y.max() > 9)):
+        raise _corrupt(path, f"field 'labels' has {y.size} values in {y.min() if y.size else '-'}.."
+                       f"{y.max() if y.size else '-'} for {len(data)} images; allowed: one label 0..9 per image", None)
+    return data.reshape(-1, 3, 32, 32), y, jpeg
 
 
 def load_cifar10(data_dir: Path) -> Dataset:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -70,8 +71,11 @@ def _save_atomic(obj, path: Path) -> None:
 
 
 def train(model: nn.Module, data: Dataset, recipe: Recipe, seed: int, ckpt_dir: Path | None = None,
-          progress: bool = True, desc: str = "train") -> nn.Module:
-    """Train ``model`` on ``data.train`` (cached in ``ckpt_dir`` when given). Returns the model."""
+          progress: bool = True, desc: str = "train", stop_after: int | None = None) -> nn.Module:
+    """Train ``model`` on ``data.train`` (cached in ``ckpt_dir`` when given). Returns the model.
+
+    ``stop_after`` ends the run after that many epochs in total, leaving ``state.pt`` to resume.
+    """
     final = ckpt_dir / "final.pt" if ckpt_dir else None
     if final is not None and final.exists():
         model.load_state_dict(torch.load(final, weights_only=True))
@@ -97,7 +101,9 @@ def train(model: nn.Module, data: Dataset, recipe: Recipe, seed: int, ckpt_dir: 
     bar = tqdm(total=steps * (recipe.epochs - start), desc=desc, disable=None if progress else True,
                leave=False, mininterval=1.0,
                unit="batch")
-    for epoch in range(start, recipe.epochs):
+    end = recipe.epochs if stop_after is None else min(recipe.epochs, stop_after)
+    for epoch in range(start, end):
+        t_epoch = time.time()
         model.train()
         perm = torch.randperm(len(tr), generator=g)
         for i in range(0, len(tr), recipe.batch_size):
@@ -117,7 +123,12 @@ def train(model: nn.Module, data: Dataset, recipe: Recipe, seed: int, ckpt_dir: 
             _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(),
                           "sched": sched.state_dict(), "rng": g.get_state(), "epoch": epoch + 1},
                          state_path)
+            with open(ckpt_dir / "epochs.jsonl", "a") as log:
+                log.write(json.dumps({"epoch": epoch + 1, "loss": round(loss.item(), 4),
+                                      "wall_s": round(time.time() - t_epoch, 1)}) + "\n")
     bar.close()
+    if end < recipe.epochs:
+        return model.eval()
     if final is not None:
         _save_atomic(model.state_dict(), final)
         state_path.unlink(missing_ok=True)

@@ -37,7 +37,24 @@ def _to_nchw(x: np.ndarray, source: str) -> np.ndarray:
     raise DataError(f"{source}: field 'x' has shape {x.shape}; allowed: (N,H,W), (N,H,W,C) or (N,C,H,W)")
 
 
-def _make(name: str, xtr, ytr, xte, yte, note: str, fingerprint: str) -> Dataset:
+def _labels(y: np.ndarray, n: int, source: str, key: str) -> np.ndarray:
+    """``y`` as int64 class indices, one per image, 0..K-1; else one error naming the file and field."""
+    integral = np.issubdtype(y.dtype, np.integer) or (np.issubdtype(y.dtype, np.floating) and y.size
+                                                      and bool(np.all(np.isfinite(y) & (np.mod(y, 1) == 0))))
+    if y.ndim != 1 or not integral:
+        raise DataError(f"{source}: field '{key}' has shape {y.shape}, dtype {y.dtype}; "
+                        f"allowed: one integer class label per image")
+    if len(y) != n:
+        raise DataError(f"{source}: field '{key}' has {len(y)} labels for {n} images; allowed: equal lengths")
+    if y.size and y.min() < 0:
+        raise DataError(f"{source}: field '{key}' has label {y.min():g}; allowed: class indices 0..K-1")
+    return y.astype(np.int64)
+
+
+def _make(name: str, xtr, ytr, xte, yte, note: str, fingerprint: str, source: str) -> Dataset:
+    if len(ytr) < 2 or not len(yte):  # validation is carved from train: both need a sample
+        raise DataError(f"{source}: {len(ytr)} training and {len(yte)} test images; allowed: at least 2 training "
+                        f"(train + validation) and 1 test image")
     xtr, ytr, xva, yva = _carve(xtr, ytr, 0.1, SPLIT_SEED)
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))
     return Dataset(name, Split(t(xtr), t(ytr).long()), Split(t(xva), t(yva).long()),
@@ -46,20 +63,39 @@ def _make(name: str, xtr, ytr, xte, yte, note: str, fingerprint: str) -> Dataset
 
 def load_npz(path: str | Path) -> Dataset:
     path = Path(path)
+    src, arrays = str(path), None
     try:
         arrays = np.load(path)
-    except (OSError, ValueError) as e:
-        raise DataError(f"{path}: cannot read as .npz ({e})") from e
-    for key in ("x", "y"):
-        if key not in arrays:
-            raise DataError(f"{path}: field '{key}' missing; allowed keys: x, y, x_test, y_test")
-    x, y = _to_nchw(arrays["x"], str(path)), arrays["y"].astype(np.int64)
-    if "x_test" in arrays and "y_test" in arrays:
-        xte, yte = _to_nchw(arrays["x_test"], str(path)), arrays["y_test"].astype(np.int64)
+        if not isinstance(arrays, np.lib.npyio.NpzFile):
+            raise DataError(f"{path}: a single array, not an .npz archive; allowed keys: x, y, x_test, y_test")
+        for key in ("x", "y"):
+            if key not in arrays:
+                raise DataError(f"{path}: field '{key}' missing; allowed keys: x, y, x_test, y_test")
+        if ("x_test" in arrays) != ("y_test" in arrays):
+            raise DataError(f"{path}: only one of x_test / y_test; allowed: both or neither")
+        data = {k: arrays[k] for k in ("x", "y", "x_test", "y_test") if k in arrays}
+    except DataError:
+        raise
+    except Exception as e:  # not a zip, a truncated member, pickled objects: numpy/zipfile raise many types
+        why = (str(e).strip().splitlines() or [""])[0]
+        raise DataError(f"{path}: cannot read as .npz ({type(e).__name__}: {why})") from e
+    finally:
+        if isinstance(arrays, np.lib.npyio.NpzFile):
+            arrays.close()
+    x = _to_nchw(data["x"], src)
+    y = _labels(data["y"], len(x), src, "y")
+    if "x_test" in data:
+        xte = _to_nchw(data["x_test"], src)
+        yte = _labels(data["y_test"], len(xte), src, "y_test")
+        if xte.shape[1:] != x.shape[1:]:
+            raise DataError(f"{path}: field 'x_test' has images of shape {xte.shape[1:]}; allowed: {x.shape[1:]} "
+                            f"(as x)")
     else:
+        if len(y) < 3:
+            raise DataError(f"{path}: {len(y)} images; allowed: at least 3 (train, validation and test are carved)")
         x, y, xte, yte = _carve(x, y, 0.2, SPLIT_SEED + 1)
     fp = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    return _make(path.stem, x, y, xte, yte, f"user arrays {path.name}", fp)
+    return _make(path.stem, x, y, xte, yte, f"user arrays {path.name}", fp, src)
 
 
 def _read_images(root: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +131,7 @@ def load_image_folder(root: str | Path) -> Dataset:
     else:
         x, y, xte, yte = _carve(x, y, 0.2, SPLIT_SEED + 1)
     fp = hashlib.sha256(f"{root}:{len(y)}:{x.sum()}".encode()).hexdigest()[:16]
-    return _make(root.name, x, y, xte, yte, f"user images {root.name} ({len(classes)} classes)", fp)
+    return _make(root.name, x, y, xte, yte, f"user images {root.name} ({len(classes)} classes)", fp, str(root))
 
 
 def load_user_dataset(spec: str | Path) -> Dataset:

@@ -19,6 +19,9 @@ DEFAULT_FP = Recipe(epochs=10, lr=2e-3, batch_size=64)
 DEFAULT_QAT = Recipe(epochs=5, lr=1e-3, batch_size=64)
 FP_RECIPES = {"mnist": Recipe(epochs=10, lr=2e-3, batch_size=128),
               "cifar10": Recipe(epochs=30, lr=2e-3, batch_size=128, weight_decay=5e-4, augment=True)}
+# Per-model float recipes that override the dataset's (the shipped CNV checkpoint's recipe).
+MODEL_FP_RECIPES = {"cnv": Recipe(epochs=30, lr=0.05, batch_size=128, weight_decay=5e-4, augment=True,
+                                  optimizer="sgd")}
 QAT_RECIPES = {"mnist": Recipe(epochs=10, lr=1e-3, batch_size=128),
                "cifar10": Recipe(epochs=15, lr=1e-3, batch_size=128, weight_decay=5e-4, augment=True)}
 
@@ -39,7 +42,9 @@ def parse_bits(spec: str, entry: ZooEntry, candidates) -> BitConfig:
     return bits.validate(entry.specs, candidates, source="--bits")
 
 
-def fp_recipe(dataset: str) -> Recipe:
+def fp_recipe(dataset: str, model: str | None = None) -> Recipe:
+    if model in MODEL_FP_RECIPES and dataset in (None, "cifar10"):
+        return MODEL_FP_RECIPES[model]
     return FP_RECIPES.get(dataset, DEFAULT_FP)
 
 
@@ -89,10 +94,27 @@ class Trained:
     ckpt_dir: Path
 
 
-def _ckpt_dir(env: Environment, entry: ZooEntry, kind: str, key: str) -> Path:
-    """Checkpoint folder; user model specs (``/path/file.py:fn``) become a safe file name."""
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "models" / "pretrained"
+
+
+def _ckpt_name(entry: ZooEntry, kind: str, key: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", entry.name).strip("_")[-60:]
-    return env.cache_dir / "checkpoints" / f"{safe}-{kind}-{key}"
+    return f"{safe}-{kind}-{key}"
+
+
+def _ckpt_dir(env: Environment, entry: ZooEntry, kind: str, key: str) -> Path:
+    """Checkpoint folder: the shipped one (``models/pretrained``) when the run is the shipped run,
+    else the cache; user model specs (``/path/file.py:fn``) become a safe file name."""
+    shipped = PRETRAINED_DIR / _ckpt_name(entry, kind, key)
+    if (shipped / "final.pt").exists():
+        return shipped
+    return env.cache_dir / "checkpoints" / _ckpt_name(entry, kind, key)
+
+
+def float_run_dir(entry: ZooEntry, data: Dataset, seed: int, recipe: Recipe, root: Path) -> Path:
+    """Where ``train_float`` of this run keeps its checkpoint under ``root`` (the shipped-run trainer)."""
+    key = run_key(entry.name, entry.uniform_bits(32, 32).key(), data, seed, recipe, init="scratch")
+    return root / _ckpt_name(entry, "fp", key)
 
 
 def train_float(entry: ZooEntry, data: Dataset, seed: int, recipe: Recipe, env: Environment,

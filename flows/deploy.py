@@ -87,7 +87,7 @@ def step_train(state: State, cfg: DeployConfig) -> State:
 
     entry, data, _ = _entry_and_data(cfg)
     bits = BitConfig.from_dict({"layers": state["bits"]})
-    fp = train_float(entry, data, cfg.seed, scaled(fp_recipe(entry.dataset), cfg.fp_epochs), cfg.env)
+    fp = train_float(entry, data, cfg.seed, scaled(fp_recipe(entry.dataset, entry.name), cfg.fp_epochs), cfg.env)
     q = finetune_quantized(entry, bits, data, cfg.seed, scaled(qat_recipe(entry.dataset), cfg.qat_epochs), fp, cfg.env)
     torch.save(q.model.state_dict(), _pkg(state) / "model_state.pt")
     acc = {"fp_test": evaluate(fp.model, data.test), "val": q.val_acc, "test": evaluate(q.model, data.test)}

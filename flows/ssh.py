@@ -50,17 +50,19 @@ def _run(cmd: list[str], board: Board, what: str, timeout: float = 600) -> str:
 
 
 def ssh(board: Board, remote_cmd: str, what: str = "command", timeout: float = 600) -> str:
-    return _run(["ssh", "-p", str(board.ssh.port), *_opts(board), _target(board), remote_cmd], board, what, timeout)
+    """``remote_cmd`` runs in the board's shell: every argument in it must be ``shlex.quote``d."""
+    cmd = ["ssh", "-p", str(board.ssh.port), *_opts(board), "--", _target(board), remote_cmd]
+    return _run(cmd, board, what, timeout)
 
 
 def push_package(board: Board, pkg: Path) -> str:
     """Copy ``pkg`` to ``<workdir>/<name>`` on the board (temp dir, then rename). Returns the remote path."""
     work = board.ssh.workdir or "bitswarm"
     final, tmp = f"{work}/{pkg.name}", f"{work}/.incoming-{pkg.name}"
-    ssh(board, f"mkdir -p {shlex.quote(work)} && rm -rf {shlex.quote(tmp)}", "prepare")
-    _run(["scp", "-q", "-r", "-P", str(board.ssh.port), *_opts(board), str(pkg), f"{_target(board)}:{tmp}"],
+    ssh(board, f"mkdir -p -- {shlex.quote(work)} && rm -rf -- {shlex.quote(tmp)}", "prepare")
+    _run(["scp", "-q", "-r", "-P", str(board.ssh.port), *_opts(board), "--", str(pkg), f"{_target(board)}:{tmp}"],
          board, "copy")
-    ssh(board, f"rm -rf {shlex.quote(final)} && mv {shlex.quote(tmp)} {shlex.quote(final)}", "rename")
+    ssh(board, f"rm -rf -- {shlex.quote(final)} && mv -- {shlex.quote(tmp)} {shlex.quote(final)}", "rename")
     return final
 
 
@@ -70,9 +72,9 @@ def run_on_board(board: Board, pkg: Path, state: dict, repeat: int = 50) -> dict
     libs = [t["lib"] for t in state.get("tvm") or []]
     if not libs:
         return {"pushed_to": remote, "note": "no on-board benchmark in this package"}
-    shape = ",".join(str(d) for d in [1, *state["input_shape"]])
-    cmd = (f"cd {shlex.quote(remote)} && {board.ssh.python} runner/tvm_runner.py {shlex.quote(libs[0])} "
-           f"--shape {shape} --repeat {repeat}")
+    shape = ",".join(str(int(d)) for d in [1, *state["input_shape"]])
+    argv = [board.ssh.python, "runner/tvm_runner.py", libs[0], "--shape", shape, "--repeat", str(int(repeat))]
+    cmd = f"cd {shlex.quote(remote)} && {shlex.join(argv)}"
     out = ssh(board, cmd, "on-board benchmark")
     try:
         figures = json.loads(out.strip().splitlines()[-1])

@@ -54,30 +54,76 @@ def load_callable(spec: str) -> Callable[[], nn.Module]:
             raise ConfigError("--model", "model", f"file {target} does not exist", "an existing .py file")
         mod_spec = importlib.util.spec_from_file_location(f"bitswarm_user_{path.stem}", path)
         module = importlib.util.module_from_spec(mod_spec)
-        mod_spec.loader.exec_module(module)
+        try:
+            mod_spec.loader.exec_module(module)
+        except Exception as e:  # the user's code: any error, reported on one line with its file and line
+            raise _user_code_error(spec, path, "importing it", e) from e
     else:
         try:
             module = importlib.import_module(target)
         except ImportError as e:
             raise ConfigError("--model", "model", f"cannot import {target} ({e})", "an importable module") from e
+        except Exception as e:
+            raise _user_code_error(spec, None, f"importing {target}", e) from e
     if not callable(getattr(module, fn, None)):
         raise ConfigError("--model", "model", f"{target} has no callable {fn!r}",
                           ", ".join(n for n in dir(module) if callable(getattr(module, n)) and not n.startswith("_")))
     return getattr(module, fn)
 
 
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:300]}" if text else type(e).__name__
+
+
+def _user_code_error(spec: str, path: Path | None, doing: str, e: Exception) -> ConfigError:
+    """``--model FILE.py:FN``: the exception the user's code raised, where (its file and line) and doing what."""
+    import traceback
+
+    where = ""
+    if isinstance(e, SyntaxError) and e.filename:
+        where = f" at {e.filename}:{e.lineno}"
+    else:
+        frames = [f for f in traceback.extract_tb(e.__traceback__)
+                  if path is None or Path(f.filename).resolve() == path.resolve()]
+        if frames:
+            where = f" at {frames[-1].filename}:{frames[-1].lineno}"
+    return ConfigError("--model", "model", f"{spec} raised {_one_line(e)}{where} while {doing}",
+                       "a callable returning a torch.nn.Module")
+
+
 def load_user_model(spec: str, weights: str | None = None) -> nn.Module:
-    model = load_callable(spec)()
+    build = load_callable(spec)
+    try:
+        model = build()
+    except Exception as e:
+        target = spec.rpartition(":")[0]
+        raise _user_code_error(spec, Path(target) if target.endswith(".py") else None, "building the model", e) from e
     if not isinstance(model, nn.Module):
         raise ConfigError("--model", "model", f"{spec} returned {type(model).__name__}", "a torch.nn.Module")
     if weights:
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
-        except (OSError, RuntimeError, KeyError) as e:
-            raise ConfigError(str(weights), "state_dict", f"cannot load into {spec} ({e})".splitlines()[0],
-                              "a state_dict saved from the same architecture") from e
+        _load_weights(model, spec, weights)
     return model.eval()
+
+
+def _load_weights(model: nn.Module, spec: str, weights: str) -> None:
+    """``--weights``: a float state_dict (optionally under ``state_dict``) of the model's architecture."""
+    allowed = "a state_dict (torch.save(model.state_dict(), path)) of the same architecture"
+    if not Path(weights).is_file():
+        raise ConfigError(str(weights), "weights", "no such file", allowed)
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as e:  # not a torch file, truncated, or pickled objects weights_only refuses
+        raise ConfigError(str(weights), "weights", f"not a torch state_dict ({_one_line(e)})", allowed) from e
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(str(weights), "weights", f"holds a {type(state).__name__}, not a state_dict of tensors",
+                          allowed)
+    try:
+        model.load_state_dict(state)
+    except Exception as e:
+        raise ConfigError(str(weights), "state_dict", f"cannot load into {spec} ({_one_line(e)})", allowed) from e
 
 
 def is_brevitas(model: nn.Module) -> bool:

@@ -111,7 +111,7 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
     signature = {"model": entry.name, "board": board.name, "algo": spec.algo, "settings": repr(settings),
                  "cost": spec.cost, "constraints": [c.describe() for c in spec.constraints], "seed": spec.seed,
                  "eval_recipe": spec.eval_recipe.key(), "eval_seed": spec.eval_seed,
-                 "candidates": list(space.candidates), "budget": spec.budget}
+                 "candidates": space.describe(), "budget": spec.budget}
     from bitswarm.search.executor import make_executor
 
     executor = make_executor(problem.evaluate, spec.workers, spec.ray_address, spec.worker_threads)
@@ -186,7 +186,8 @@ def run_small_search(cfg, entry: ZooEntry, pkg: Path):
     from bitswarm.workflow import fp_recipe, resolve_model_and_data, scaled, train_float
 
     _, data, _ = resolve_model_and_data(cfg.model, cfg.dataset, cfg.data_dir, cfg.env, cfg.weights)
-    fp = train_float(entry, data, cfg.seed, scaled(fp_recipe(entry.dataset), cfg.fp_epochs), cfg.env, progress=True)
+    recipe = scaled(fp_recipe(entry.dataset, entry.name), cfg.fp_epochs)
+    fp = train_float(entry, data, cfg.seed, recipe, cfg.env, progress=True)
     opts = cfg.search
     limit = opts.get("max_avg_bits", 3.0)
     constraints: tuple[Constraint, ...] = (Constraint("avg_bits", limit),)

@@ -44,6 +44,13 @@ class BBPSOSettings:
     update: str = "eq7"  # "eq7" (BBPSO-Quantizer) or "eq2" (Kennedy's BBPSO, rounded)
 
 
+def random_position(space: Space, rng: np.random.Generator) -> Position:
+    """A uniform position: each variable uniform over its own candidates, then the space's rules."""
+    highs = set(space.highs)
+    high = highs.pop() + 1 if len(highs) == 1 else np.asarray(space.highs) + 1  # scalar: the old stream
+    return space.clip(rng.integers(0, high, space.dim))
+
+
 def layer_importance(norms: np.ndarray, alpha: float, beta: float) -> np.ndarray:
     """Eq. 5 (logistic reading) of the Eq. 6 norms, one value per variable."""
     span = norms.max() - norms.min()
@@ -102,12 +109,12 @@ class BBPSO:
 
     # ---- position generators -------------------------------------------------------------
     def _initial(self, rng) -> list[Position]:
-        k = self.space.high
+        k = np.asarray(self.space.highs, float)
         if self.s.importance_init and self.importance is not None:
             centre = self.importance / max(self.importance.max(), 1e-12) * k
-            return [self.space.clip(centre + rng.normal(0, max(1.0, k / 4), self.space.dim))
+            return [self.space.clip(centre + rng.normal(0, np.maximum(1.0, k / 4), self.space.dim))
                     for _ in range(self.s.particles)]
-        return [tuple(int(v) for v in rng.integers(0, k + 1, self.space.dim)) for _ in range(self.s.particles)]
+        return [random_position(self.space, rng) for _ in range(self.s.particles)]
 
     def _move(self, i: int, rng) -> Position:
         pb, gb = np.asarray(self.pb[i], float), np.asarray(self.gb, float)
@@ -125,9 +132,10 @@ class BBPSO:
     def _perturb(self, i: int, rng) -> Position:
         new = list(self.pb[i])
         for j in rng.choice(self.space.dim, size=min(self.s.r_changes, self.space.dim), replace=False):
-            others = [c for c in range(self.space.high + 1) if c != new[j]]
-            new[j] = int(rng.choice(others))
-        return tuple(new)
+            others = [c for c in range(self.space.highs[j] + 1) if c != new[j]]
+            if others:
+                new[j] = int(rng.choice(others))
+        return self.space.clip(new)
 
 
 class RandomSearch:
@@ -143,8 +151,7 @@ class RandomSearch:
 
     def ask(self) -> list[Position]:
         rng = np.random.default_rng([self.seed, self.t])
-        self._pending = [tuple(int(v) for v in rng.integers(0, self.space.high + 1, self.space.dim))
-                         for _ in range(self.s.particles)]
+        self._pending = [random_position(self.space, rng) for _ in range(self.s.particles)]
         return list(self._pending)
 
     def tell(self, results) -> None:

@@ -67,7 +67,7 @@ class GeneticSearch:
         self.gb: Position | None = None
         self.gb_res = (float("-inf"), float("inf"))
         self.phase = "init"
-        self._problem = Problem(n_var=space.dim, n_obj=1, n_ieq_constr=1, xl=0, xu=space.high, vtype=int)
+        self._problem = Problem(n_var=space.dim, n_obj=1, n_ieq_constr=1, xl=0, xu=np.asarray(space.highs), vtype=int)
         self._algo = GA(pop_size=settings.particles, sampling=IntegerRandomSampling(),
                         crossover=SBX(prob=0.9, eta=3.0, vtype=float, repair=RoundingRepair()),
                         mutation=PM(eta=3.0, vtype=float, repair=RoundingRepair()),

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bitswarm.errors import BitswarmError, ConfigError
+
 SCHEMA = """CREATE TABLE IF NOT EXISTS evals (
   idx INTEGER PRIMARY KEY, position TEXT NOT NULL, bits TEXT NOT NULL, fitness REAL NOT NULL,
   violation REAL NOT NULL, cost TEXT NOT NULL, seed INTEGER NOT NULL, seconds REAL NOT NULL, created REAL NOT NULL);
@@ -32,20 +34,42 @@ class Record:
     seconds: float
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _unreadable(path: Path, why: str) -> ConfigError:
+    return ConfigError(str(path), "journal", f"not a readable bitswarm journal ({why})",
+                       f"delete the run dir {path.parent} to start afresh, or use a new --run-dir / --out")
+
+
+def check_journal_file(path: str | Path) -> None:
+    """Before any long work: an existing ``journal.sqlite`` must at least be an SQLite file."""
+    path = Path(path)
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as f:
+            if f.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                raise _unreadable(path, "file is not an SQLite database")
+
+
 class Journal:
     def __init__(self, path: str | Path, run_signature: dict):
         self.path = Path(path)
+        check_journal_file(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
-        self._check_signature(run_signature)
-        self.records = [self._row(r) for r in self.db.execute("SELECT * FROM evals ORDER BY idx")]
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+            self._check_signature(run_signature)
+            self.records = [self._row(r) for r in self.db.execute("SELECT * FROM evals ORDER BY idx")]
+        except (sqlite3.DatabaseError, ValueError, TypeError, IndexError) as e:
+            self.db.close()
+            if isinstance(e, BitswarmError):  # the signature mismatch (a ConfigError) as it is
+                raise
+            raise _unreadable(self.path, f"{type(e).__name__}: {e}") from e
 
     def _check_signature(self, sig: dict) -> None:
-        from bitswarm.errors import ConfigError
-
         blob = json.dumps(sig, sort_keys=True)
         row = self.db.execute("SELECT value FROM meta WHERE key='signature'").fetchone()
         if row is None:

@@ -32,6 +32,13 @@ def _write(tmp_path, mutate):
     (lambda d: d["fpga"]["finn_limits"].update(lut=1.5), r"fpga.finn_limits.lut': 1.5 is not a fraction"),
     (lambda d: d["search"].update(bit_candidates=[3, 9]), r"search.bit_candidates': bad bit-widths \[9\]"),
     (lambda d: d["ssh"].update(password="x"), r"field 'ssh.password': unknown key"),
+    (lambda d: d["fpga"]["resources"].update(lut=0), r"'fpga.resources.lut': 0 is not a valid count; allowed: .* >= 1"),
+    (lambda d: d["fpga"].update(clock="0 MHz"), r"field 'fpga.clock': '0 MHz' is not positive"),
+    (lambda d: d["cpu"].update(cores=-2), r"field 'cpu.cores': -2 is not a valid count"),
+    (lambda d: d["cpu"]["tvm_target"].update(kind="opencl"), r"unknown TVM target kind 'opencl'; allowed: llvm, cuda"),
+    (lambda d: d["ssh"].update(port=0), r"field 'ssh.port': 0 is not a TCP port; allowed: an integer 1..65535"),
+    (lambda d: d["rpc"].update(start_local="yes"), r"field 'rpc.start_local': 'yes' has the wrong type; allowed: bool"),
+    (lambda d: d["ssh"].update(host="-oProxyCommand=x"), r"field 'ssh.host': '-oProxyCommand=x' is not a plain host"),
 ])
 def test_bad_board_gives_one_clear_error(tmp_path, mutate, pattern):
     p = _write(tmp_path, mutate)

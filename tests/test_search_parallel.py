@@ -33,7 +33,7 @@ def test_ga_improves_on_its_initial_population_and_stays_in_the_space(tmp_path):
     first = None
     for _ in range(11):
         pos = ga.ask()
-        assert all(0 <= v <= space.high for p in pos for v in p)
+        assert all(0 <= v <= h for p in pos for v, h in zip(p, space.highs, strict=True))
         res = [fake_eval(space.to_bits(p))[:2] for p in pos]
         ga.tell(res)
         first = first or ga.gb_res

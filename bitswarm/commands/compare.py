@@ -6,7 +6,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from bitswarm.commands.core import add_common
+from bitswarm.commands.core import add_common, positive_int
 from bitswarm.commands.search import add_constraint_args, add_executor_args, parse_constraints, resolve_cost
 
 
@@ -35,6 +35,7 @@ def cmd_compare(args) -> int:
     from bitswarm.env import read_environment
     from bitswarm.search.api import SearchSpec, check_constraints, search
     from bitswarm.search.bbpso import BBPSOSettings
+    from bitswarm.search.journal import check_journal_file
     from bitswarm.search.problem import EVAL_RECIPE
     from bitswarm.search.stats import markdown, summarize
     from bitswarm.workflow import fp_recipe, qat_recipe, resolve_model_and_data, scaled, set_threads, train_float
@@ -45,10 +46,13 @@ def cmd_compare(args) -> int:
     args.cost = resolve_cost(args, constraints, board)
     check_constraints(args.cost, constraints)
     entry, data, _ = resolve_model_and_data(args.model, args.dataset, args.data_dir, env, args.weights)
-    fp = train_float(entry, data, 0, scaled(fp_recipe(entry.dataset), args.fp_epochs), env)
+    algos = [a.strip() for a in args.algos.split(",")]
+    for algo in algos:  # a corrupt journal of an earlier comparison is found before any training
+        for seed in range(args.seeds):
+            check_journal_file(Path(args.out) / f"{algo}-s{seed}" / "journal.sqlite")
+    fp = train_float(entry, data, 0, scaled(fp_recipe(entry.dataset, entry.name), args.fp_epochs), env)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    algos = [a.strip() for a in args.algos.split(",")]
     results: dict[str, list[float]] = {a: [] for a in algos}
     tests: dict[str, list[float]] = {a: [] for a in algos}
     final = scaled(qat_recipe(entry.dataset), args.final_epochs) if args.final_epochs else None
@@ -95,19 +99,21 @@ def register(sub) -> None:
                                     "bbpso-q-IN, bbpso-q-SCP, bbpso-q-LSP.")
     add_common(sp)
     sp.add_argument("--algos", default="bbpso-q,bbpso,random", help="comma-separated searchers")
-    sp.add_argument("--seeds", type=int, default=10, help="seeds per searcher (default 10)")
+    sp.add_argument("--seeds", type=positive_int, default=10, help="seeds per searcher (default 10)")
     add_constraint_args(sp)
-    sp.add_argument("--particles", type=int, default=6)
-    sp.add_argument("--iters", type=int, default=5)
+    sp.add_argument("--particles", type=positive_int, default=6)
+    sp.add_argument("--iters", type=positive_int, default=5)
     sp.add_argument("--gamma", type=int, default=2)
-    sp.add_argument("--budget", type=int, default=None, help="equal evaluation budget per run (overrides --iters)")
+    sp.add_argument("--budget", type=positive_int, default=None,
+                    help="equal evaluation budget per run (overrides --iters)")
     sp.add_argument("--eval-epochs", type=int, default=1)
     sp.add_argument("--eval-train-samples", type=int, default=2000)
     sp.add_argument("--val-samples", type=int, default=1000)
     sp.add_argument("--eval-seed", type=int, default=0,
                     help="one fine-tune seed for every evaluation of every run (common random numbers; runs "
                          "share evaluations through OUT/fitness.sqlite); -1: each run uses its own seed")
-    sp.add_argument("--fp-epochs", type=int, default=None, help="float training epochs (default: the dataset's recipe)")
+    sp.add_argument("--fp-epochs", type=positive_int, default=None,
+                    help="float training epochs (default: the dataset's recipe)")
     sp.add_argument("--final-epochs", type=int, default=0,
                     help="QAT epochs of each run's winner, then its held-out test accuracy (0: skip)")
     add_executor_args(sp)

@@ -6,6 +6,17 @@ import argparse
 import time
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type=`` of every count (epochs, particles, iterations, budget): an integer >= 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer; allowed: an integer >= 1")
+    return n
+
+
 def add_common(p: argparse.ArgumentParser, board_default: str = "pynq-z2") -> None:
     """Options shared by every command that trains or evaluates a model."""
     p.add_argument("--model", default="tfc", help="zoo model name (see `bitswarm models`), or a user model as "
@@ -25,9 +36,9 @@ def add_common(p: argparse.ArgumentParser, board_default: str = "pynq-z2") -> No
 
 def add_start_options(sp: argparse.ArgumentParser) -> None:
     """Epochs of the float / QAT models that a compression command's ``--from float|ptq|qat`` trains."""
-    sp.add_argument("--fp-epochs", type=int, default=None,
+    sp.add_argument("--fp-epochs", type=positive_int, default=None,
                     help="float training epochs for --from float/ptq/qat (default: the dataset's recipe)")
-    sp.add_argument("--qat-epochs", type=int, default=None,
+    sp.add_argument("--qat-epochs", type=positive_int, default=None,
                     help="quantization-aware fine-tune epochs for --from qat (default: the dataset's recipe)")
 
 
@@ -48,8 +59,11 @@ def cmd_boards(args) -> int:
 
 
 def cmd_models(args) -> int:
+    from bitswarm.errors import ConfigError
     from bitswarm.models import ZOO
 
+    if args.layers and args.layers not in ZOO:
+        raise ConfigError("--layers", "layers", f"unknown model {args.layers!r}", ", ".join(ZOO))
     print(f"{'model':<15} {'dataset':<8} {'layers':>6} {'MMACs':>8} {'params':>9}  description")
     for name, e in ZOO.items():
         macs = sum(s.macs for s in e.specs) / 1e6
@@ -86,7 +100,7 @@ def cmd_train(args) -> int:
                                                args.bits, board.bit_candidates + (32,))
     print(f"data: {data.note}: train {len(data.train)}, val {len(data.val)}, test {len(data.test)}")
     t0 = time.time()
-    fp = train_float(entry, data, args.seed, scaled(fp_recipe(entry.dataset), args.fp_epochs), env)
+    fp = train_float(entry, data, args.seed, scaled(fp_recipe(entry.dataset, entry.name), args.fp_epochs), env)
     print(f"{entry.name} float: val {fp.val_acc:.2%}  test {evaluate(fp.model, data.test):.2%}  "
           f"({time.time() - t0:.0f} s)")
     if args.bits == "fp":
@@ -115,6 +129,6 @@ def register(sub) -> None:
     sp.add_argument("--bits", default="default",
                     help="bit config: 'default' (documented edges, 4 bits inside), 'fp', 'wXaY' "
                          "(uniform, e.g. w2a2) or a YAML/JSON file")
-    sp.add_argument("--fp-epochs", type=int, default=None, help="float training epochs")
-    sp.add_argument("--epochs", type=int, default=None, help="quantization-aware fine-tune epochs")
+    sp.add_argument("--fp-epochs", type=positive_int, default=None, help="float training epochs")
+    sp.add_argument("--epochs", type=positive_int, default=None, help="quantization-aware fine-tune epochs")
     sp.set_defaults(fn=cmd_train)

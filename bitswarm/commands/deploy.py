@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 import shlex
 import sys
 import time
 from pathlib import Path
 
-from bitswarm.commands.core import add_common
+from bitswarm.commands.core import add_common, positive_int
+
+RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def run_id(text: str) -> str:
+    """argparse ``type=`` of ``--run-id``: a plain directory name (no ``/``, ``..``, hidden or option-like)."""
+    if not RUN_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a plain name; allowed: letters, digits, '-', '_', '.', "
+                                         "not starting with '.' or '-'")
+    return text
 
 
 def cmd_deploy(args) -> int:
@@ -19,7 +31,8 @@ def cmd_deploy(args) -> int:
     set_threads(args.threads)
     board = load_board(args.board)
     model = args.model
-    run_id = args.run_id or time.strftime("%Y%m%d-%H%M%S-") + Path(model.split(":")[0]).stem
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model.split(":")[0]).stem)
+    run_id = args.run_id or time.strftime("%Y%m%d-%H%M%S-") + stem
     cfg = DeployConfig(board=board, env=read_environment(), model=model, dataset=args.dataset,
                        data_dir=args.data_dir, weights=args.weights, bits_file=args.config, qonnx=args.qonnx,
                        seed=args.seed, search={"particles": args.particles, "iters": args.iters, "cost": args.cost},
@@ -61,14 +74,14 @@ def register(sub) -> None:
     sp.add_argument("--config", help="bit configuration YAML/JSON to deploy without searching")
     sp.add_argument("--qonnx", help="deploy this QONNX file as it is (no search, no training)")
     sp.add_argument("--out", default="deploy", help="output root (default deploy/)")
-    sp.add_argument("--run-id", help="package name (default: timestamp-model)")
-    sp.add_argument("--particles", type=int, default=6, help="search swarm size (default 6: a small budget)")
-    sp.add_argument("--iters", type=int, default=4, help="search iterations (default 4)")
+    sp.add_argument("--run-id", type=run_id, help="package name (default: timestamp-model)")
+    sp.add_argument("--particles", type=positive_int, default=6, help="search swarm size (default 6: a small budget)")
+    sp.add_argument("--iters", type=positive_int, default=4, help="search iterations (default 4)")
     sp.add_argument("--cost", default="finn",
                     help="cost model of the search: finn (default; FINN estimates + bit metrics, LUT within "
                          "FINN's limit and avg bits <= 3) or bitops (bit metrics only)")
-    sp.add_argument("--fp-epochs", type=int, default=None, help="float training epochs")
-    sp.add_argument("--epochs", type=int, default=None, help="quantization-aware fine-tune epochs")
+    sp.add_argument("--fp-epochs", type=positive_int, default=None, help="float training epochs")
+    sp.add_argument("--epochs", type=positive_int, default=None, help="quantization-aware fine-tune epochs")
     sp.add_argument("--no-tvm", action="store_true", help="skip the TVM binary")
     sp.set_defaults(fn=cmd_deploy)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from bitswarm.commands.core import add_common, add_start_options
+from bitswarm.commands.core import add_common, add_start_options, positive_int
 
 
 def cmd_finetune(args) -> int:
@@ -56,6 +56,6 @@ def register(sub) -> None:
     sp.add_argument("--mu", type=int, default=4, help="evo: parents kept (default 4)")
     sp.add_argument("--rate", type=float, default=0.002, help="evo: share of weights moved per child")
     sp.add_argument("--radius", type=int, default=1, help="evo: max levels from nearest rounding")
-    sp.add_argument("--budget", type=int, default=1000, help="eda-cc: fitness evaluations (default 1000)")
+    sp.add_argument("--budget", type=positive_int, default=1000, help="eda-cc: fitness evaluations (default 1000)")
     sp.add_argument("--export", action="store_true", help="also write a verified QONNX export (model.onnx)")
     sp.set_defaults(fn=cmd_finetune)

@@ -6,7 +6,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from bitswarm.commands.core import add_common
+from bitswarm.commands.core import add_common, positive_int
 from bitswarm.errors import ConfigError
 
 SHORTCUTS = {"max_avg_bits": "avg_bits", "max_latency_ms": "latency_ms", "max_lut": "lut",
@@ -65,6 +65,7 @@ def cmd_search(args) -> int:
     from bitswarm.env import read_environment
     from bitswarm.search.api import SearchSpec, check_constraints, search
     from bitswarm.search.bbpso import BBPSOSettings
+    from bitswarm.search.journal import check_journal_file
     from bitswarm.search.problem import EVAL_RECIPE
     from bitswarm.workflow import fp_recipe, qat_recipe, scaled, set_threads, train_float
 
@@ -96,9 +97,10 @@ def cmd_search(args) -> int:
             print(f"--cost surrogate: searching the calibrated bit-widths {', '.join(map(str, kept))} "
                   f"(board candidates {', '.join(map(str, board.bit_candidates))})")
             board = replace(board, bit_candidates=kept)
-    if fp_model is None:
-        fp_model = train_float(entry, data, args.seed, fp_recipe(entry.dataset), env).model
     run_dir = Path(args.run_dir or f"runs/{Path(entry.name.split(':')[0]).stem}-{board.name}-{args.algo}-s{args.seed}")
+    check_journal_file(run_dir / "journal.sqlite")  # a corrupt journal is found before any training
+    if fp_model is None:
+        fp_model = train_float(entry, data, args.seed, fp_recipe(entry.dataset, entry.name), env).model
     r = search(entry, data, board, fp_model, spec, run_dir, env, arch=arch)
     best = r["best"]
     print(f"best ({r['evaluations']} evaluations, {r['wall_s']:.0f} s): val {best['fitness']:.2%}, "
@@ -148,9 +150,10 @@ def register(sub) -> None:
     sp.add_argument("--algo", default="bbpso-q", help="bbpso-q (default); baselines bbpso, ga (pymoo), random; "
                                                       "ablations bbpso-q-IN, bbpso-q-SCP, bbpso-q-LSP")
     add_constraint_args(sp)
-    sp.add_argument("--particles", type=int, default=15, help="swarm size N (Table 4: 15)")
-    sp.add_argument("--iters", type=int, default=20, help="iterations T (Table 4: 20)")
-    sp.add_argument("--budget", type=int, default=None, help="stop after this many evaluations (between rounds)")
+    sp.add_argument("--particles", type=positive_int, default=15, help="swarm size N (Table 4: 15)")
+    sp.add_argument("--iters", type=positive_int, default=20, help="iterations T (Table 4: 20)")
+    sp.add_argument("--budget", type=positive_int, default=None,
+                    help="stop after this many evaluations (between rounds)")
     sp.add_argument("--gamma", type=int, default=5, help="local search every GAMMA iterations")
     sp.add_argument("--r", type=int, default=2, help="positions changed by the local search")
     sp.add_argument("--alpha", type=float, default=4.0, help="Eq. 5 normalisation range")

@@ -30,7 +30,7 @@ def starting_point(model_name: str, bits_spec: str, source: str, data_dir: str |
     """``source``: ``float`` (train float, bits ignored), ``ptq`` (float -> nearest rounding,
     calibrated activations), ``qat`` (quantization-aware fine-tune) or a directory written by
     another compression command (its model, bits and architecture are reused)."""
-    from bitswarm.workflow import FP_RECIPES, QAT_RECIPES, finetune_quantized, get_data, parse_bits, scaled, train_float
+    from bitswarm.workflow import QAT_RECIPES, finetune_quantized, fp_recipe, get_data, parse_bits, scaled, train_float
 
     if source not in SOURCES:
         if not Path(source).is_dir():
@@ -42,7 +42,7 @@ def starting_point(model_name: str, bits_spec: str, source: str, data_dir: str |
         return Start(loaded.model, loaded.bits, loaded.arch, data, f"{source} ({loaded.meta.get('method', '?')})")
     ent = nets.entry(model_name)
     data = get_data(ent.dataset, data_dir, env)
-    fp = train_float(ent, data, seed, scaled(FP_RECIPES[ent.dataset], fp_epochs), env, progress)
+    fp = train_float(ent, data, seed, scaled(fp_recipe(ent.dataset, ent.name), fp_epochs), env, progress)
     arch = {"model": ent.name}
     if source == "float":
         return Start(fp.model, fp.bits, arch, data, "float")

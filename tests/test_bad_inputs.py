@@ -1,0 +1,352 @@
+"""Bad inputs end in ONE line naming the flag or file, the field and what is allowed; exit code 2;
+nothing written. Every case is refused before any training starts (no case here trains)."""
+
+import dataclasses
+import gzip
+import pickle
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from bitswarm.boards import SshSpec, load_board
+from bitswarm.cli import main
+from bitswarm.errors import ConfigError
+
+CNN = str(Path(__file__).parent / "fixtures" / "byom_cnn.py") + ":build"
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    """Checkpoints would go to the cache: keep it in tmp_path so 'nothing written' can be checked."""
+    monkeypatch.setenv("BITSWARM_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def _one_line_error(capsys, *names) -> str:
+    cap = capsys.readouterr()
+    err = cap.err.strip()
+    assert err.startswith("bitswarm: error: ") and "\n" not in err and "Traceback" not in err, cap.err
+    for name in names:
+        assert str(name) in err, (name, err)
+    return err
+
+
+def _nothing_written(tmp_path, *dirs) -> None:
+    for d in dirs:
+        assert not d.exists(), d
+    assert not (tmp_path / "cache").exists()
+
+
+# 1. counts --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, flag", [
+    (["train", "--fp-epochs", "0"], "--fp-epochs"),
+    (["train", "--epochs", "-1"], "--epochs"),
+    (["search", "--budget", "0"], "--budget"),
+    (["search", "--particles", "0"], "--particles"),
+    (["compare", "--particles", "-2"], "--particles"),
+    (["compare", "--fp-epochs", "0"], "--fp-epochs"),
+    (["compare", "--budget", "-1"], "--budget"),
+    (["deploy", "--fp-epochs", "0"], "--fp-epochs"),
+    (["deploy", "--epochs", "0"], "--epochs"),
+    (["deploy", "--particles", "0"], "--particles"),
+    (["prune", "--fp-epochs", "0"], "--fp-epochs"),
+    (["cluster", "--qat-epochs", "-3"], "--qat-epochs"),
+    (["finetune", "--budget", "0"], "--budget"),
+    (["finetune", "--fp-epochs", "zero"], "--fp-epochs"),
+])
+def test_counts_must_be_positive(tmp_path, capsys, argv, flag):
+    out = tmp_path / "out"
+    extra = {"search": ["--run-dir", str(out)], "compare": ["--out", str(out)], "deploy": ["--out", str(out)],
+             "prune": ["--out", str(out)], "cluster": ["--out", str(out)], "finetune": ["--out", str(out)]}
+    # a data dir that does not exist: without the check the command fails differently (and fast)
+    assert main([*argv, "--data-dir", str(tmp_path / "no-data"), *extra.get(argv[0], [])]) == 2
+    _one_line_error(capsys, f"argument {flag}", "is not a positive integer", "allowed: an integer >= 1")
+    _nothing_written(tmp_path, out)
+
+
+# 2. boards --------------------------------------------------------------------------------------
+
+def _board(tmp_path, mutate):
+    data = yaml.safe_load(open(load_board("pynq-z2").source))
+    mutate(data)
+    p = tmp_path / "pynq-z2.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+@pytest.mark.parametrize("mutate, field, allowed", [
+    (lambda d: d["fpga"]["resources"].update(lut=0), "fpga.resources.lut", "an integer >= 1"),
+    (lambda d: d["fpga"]["resources"].update(bram18=-4), "fpga.resources.bram18", "an integer >= 1"),
+    (lambda d: d["fpga"]["resources"].update(dsp=0), "fpga.resources.dsp", "an integer >= 1"),
+    (lambda d: d["fpga"]["resources"].update(uram=-1), "fpga.resources.uram", "an integer >= 0"),
+    (lambda d: d["fpga"].update(clock="0 MHz"), "fpga.clock", "a number > 0"),
+    (lambda d: d["cpu"].update(clock="0 GHz"), "cpu.clock", "a number > 0"),
+    (lambda d: d["cpu"].update(memory="0 MB"), "cpu.memory", "a number > 0"),
+    (lambda d: d["cpu"].update(cores=0), "cpu.cores", "an integer >= 1"),
+    (lambda d: d["cpu"]["tvm_target"].update(kind="vulkan"), "cpu.tvm_target.kind", "llvm, cuda"),
+    (lambda d: d["ssh"].update(port=0), "ssh.port", "1..65535"),
+    (lambda d: d["ssh"].update(port=70000), "ssh.port", "1..65535"),
+    (lambda d: d["ssh"].update(port="22"), "ssh.port", "int"),
+    (lambda d: d["rpc"].update(port=65536), "rpc.port", "1..65535"),
+    (lambda d: d["ssh"].update(host="-oProxyCommand=touch /tmp/x"), "ssh.host", "no leading '-'"),
+    (lambda d: d["ssh"].update(host="board local"), "ssh.host", "no whitespace"),
+    (lambda d: d["ssh"].update(user="-lroot"), "ssh.user", "no leading '-'"),
+    (lambda d: d["ssh"].update(user="x y"), "ssh.user", "no whitespace"),
+    (lambda d: d["ssh"].update(python="python3 -c evil"), "ssh.python", "no whitespace"),
+    (lambda d: d["ssh"].update(python="~/venv/bin/python3"), "ssh.python", "no ~"),
+    (lambda d: d["ssh"].update(workdir="/home/x/$(reboot)"), "ssh.workdir", "letters, digits"),
+])
+def test_bad_board_values(tmp_path, capsys, mutate, field, allowed):
+    p = _board(tmp_path, mutate)
+    assert main(["train", "--board", str(p), "--data-dir", str(tmp_path / "no-data")]) == 2
+    _one_line_error(capsys, p, f"field '{field}'", allowed)
+
+
+# 3. data ----------------------------------------------------------------------------------------
+
+def _npz(**arrays):
+    def write(tmp_path):
+        p = tmp_path / "user.npz"
+        np.savez(p, **arrays)
+        return p
+    return write
+
+
+def _garbage_npz(tmp_path):
+    p = tmp_path / "user.npz"
+    p.write_bytes(b"PK\x03\x04 not really a zip archive")
+    return p
+
+
+X = np.zeros((20, 8, 8, 3), np.uint8)
+
+
+@pytest.mark.parametrize("make, expected", [
+    (_npz(x=X, y=np.zeros(19, np.int64)), "field 'y' has 19 labels for 20 images"),
+    (_npz(x=X, y=np.r_[np.zeros(19, np.int64), -1]), "field 'y' has label -1; allowed: class indices 0..K-1"),
+    (_npz(x=X[:0], y=np.zeros(0, np.int64)), "0 images; allowed: at least 3"),
+    (_npz(x=X, y=np.zeros(20), x_test=X[:5], y_test=np.zeros(4)), "field 'y_test' has 4 labels for 5 images"),
+    (_npz(x=X, y=np.full(20, 0.5)), "field 'y' has shape (20,), dtype float64; allowed: one integer class label"),
+    (_npz(x=X, y=np.zeros(20), x_test=X[:5]), "only one of x_test / y_test"),
+    (_garbage_npz, "cannot read as .npz (BadZipFile"),
+])
+def test_bad_npz_is_one_error_naming_the_file(tmp_path, capsys, make, expected):
+    p, run = make(tmp_path), tmp_path / "run"
+    assert main(["search", "--model", CNN, "--dataset", str(p), "--run-dir", str(run), "--cost", "bitops"]) == 2
+    _one_line_error(capsys, p, expected)
+    _nothing_written(tmp_path, run)
+
+
+def _truncate(path, keep=0.5):
+    raw = path.read_bytes()
+    path.unlink()
+    path.write_bytes(raw[: int(len(raw) * keep)])
+
+
+def _mnist_copy(src, dst, corrupt):
+    d = dst / "mnist"
+    shutil.copytree(src / "mnist", d)
+    corrupt(d)
+    return dst
+
+
+def _official_md5_names(name):
+    from bitswarm.data import MNIST_FILES
+
+    return f"expected the official file (md5 {MNIST_FILES[name]})"
+
+
+def _rewrite_gz(path, mutate):
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    path.unlink()
+    with gzip.open(path, "wb") as f:
+        f.write(mutate(raw))
+
+
+def _bad_label(raw):
+    return raw[:-1] + b"\x0c"  # label 12
+
+
+MNIST_CASES = [
+    ("train-images-idx3-ubyte.gz", lambda d: _truncate(d / "train-images-idx3-ubyte.gz"), "truncated or corrupt gzip"),
+    ("t10k-labels-idx1-ubyte.gz", lambda d: (d / "t10k-labels-idx1-ubyte.gz").write_bytes(b"garbage"),
+     "truncated or corrupt gzip"),
+    ("t10k-images-idx3-ubyte.gz", lambda d: _rewrite_gz(d / "t10k-images-idx3-ubyte.gz", lambda r: r[:-100]),
+     "truncated: header says [1000, 28, 28]"),
+    ("train-labels-idx1-ubyte.gz", lambda d: _rewrite_gz(d / "train-labels-idx1-ubyte.gz", _bad_label),
+     "label 12 out of range 0..9"),
+]
+
+
+@pytest.mark.parametrize("name, corrupt, expected", MNIST_CASES, ids=[c[0] for c in MNIST_CASES])
+def test_corrupt_mnist_file_names_it_and_its_checksum(tmp_path, capsys, tiny_mnist_dir, name, corrupt, expected):
+    data, out = _mnist_copy(tiny_mnist_dir, tmp_path / "data", corrupt), tmp_path / "out"
+    assert main(["prune", "--model", "smallcnn", "--data-dir", str(data), "--out", str(out)]) == 2
+    _one_line_error(capsys, data / "mnist" / name, expected, _official_md5_names(name))
+    _nothing_written(tmp_path, out)
+
+
+def _cifar_copy(src, dst, name, corrupt):
+    d = dst / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    for f in (src / "cifar-10-batches-py").iterdir():
+        (d / f.name).symlink_to(f) if f.name != name else shutil.copy(f, d / f.name)
+    corrupt(d / name)
+    return dst
+
+
+def _repickle(path, mutate):
+    with open(path, "rb") as f:
+        b = pickle.load(f, encoding="bytes")
+    mutate(b)
+    path.unlink()
+    with open(path, "wb") as f:
+        pickle.dump(b, f, protocol=2)
+
+
+CIFAR_CASES = [
+    ("data_batch_3", _truncate, "truncated or not a CIFAR-10 python batch"),
+    ("test_batch", lambda p: p.write_bytes(b"\x80\x02garbage"), "truncated or not a CIFAR-10 python batch"),
+    ("data_batch_1", lambda p: _repickle(p, lambda b: b[b"labels"].pop()), "field 'labels' has 1199 values"),
+    ("data_batch_5", lambda p: _repickle(p, lambda b: b[b"labels"].__setitem__(0, -1)), "allowed: one label 0..9"),
+]
+
+
+@pytest.mark.parametrize("name, corrupt, expected", CIFAR_CASES, ids=[c[0] for c in CIFAR_CASES])
+def test_corrupt_cifar_batch_names_it(tmp_path, capsys, tiny_cifar_dir, name, corrupt, expected):
+    data, out = _cifar_copy(tiny_cifar_dir, tmp_path / "data", name, corrupt), tmp_path / "out"
+    assert main(["prune", "--model", "cifar-smallcnn", "--data-dir", str(data), "--out", str(out)]) == 2
+    err = _one_line_error(capsys, data / "cifar-10-batches-py" / name, expected)
+    if "not a CIFAR-10" in expected:  # no per-batch checksum is known: the archive's is given
+        assert "md5 c58f30108f718f92721af3b95e74349a" in err
+    _nothing_written(tmp_path, out)
+
+
+# 4. run ids -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("run_id", ["../escape", "a/b", "..", ".hidden", "/abs", "a b", "-x", "x;rm", ""])
+def test_run_id_must_be_a_plain_name(tmp_path, capsys, run_id):
+    out = tmp_path / "deploy"
+    assert main(["deploy", f"--run-id={run_id}", "--out", str(out), "--data-dir", str(tmp_path / "no-data")]) == 2
+    _one_line_error(capsys, "argument --run-id", repr(run_id), "allowed: letters, digits")
+    _nothing_written(tmp_path, out)
+
+
+# 5. weights and user model code -----------------------------------------------------------------
+
+def _write(name, text):
+    def make(tmp_path):
+        p = tmp_path / name
+        p.write_text(text)
+        return p
+    return make
+
+
+def _torch_save(obj):
+    def make(tmp_path):
+        p = tmp_path / "w.pt"
+        torch.save(obj, p)
+        return p
+    return make
+
+
+BUILD_RAISES = "from torch import nn\n\ndef build():\n    raise ValueError('no such layer size')\n"
+IMPORT_RAISES = "import torch\nSIZE = 1 // 0\n\ndef build():\n    return torch.nn.Linear(2, 2)\n"
+SYNTAX = "def build(:\n    pass\n"
+
+
+@pytest.mark.parametrize("model, weights, names", [
+    (None, _write("w.pt", "this is not a torch file"), ["w.pt", "field 'weights': not a torch state_dict ("]),
+    (None, _torch_save([1, 2, 3]), ["w.pt", "holds a list, not a state_dict of tensors"]),
+    (None, _torch_save({"features.0.weight": torch.zeros(1)}), ["w.pt", "cannot load into", "RuntimeError"]),
+    (_write("m.py", BUILD_RAISES), None, ["m.py:4", "raised ValueError: no such layer size", "building the model"]),
+    (_write("m.py", IMPORT_RAISES), None, ["m.py:2", "raised ZeroDivisionError", "while importing it"]),
+    (_write("m.py", SYNTAX), None, ["m.py:1", "raised SyntaxError"]),
+])
+def test_bad_weights_or_user_model_names_file_and_exception(tmp_path, capsys, model, weights, names):
+    spec = f"{model(tmp_path)}:build" if model else CNN
+    argv = ["search", "--model", spec, "--dataset", "cifar10", "--run-dir", str(tmp_path / "run"),
+            "--data-dir", str(tmp_path / "no-data"), "--cost", "bitops"]
+    if weights:
+        argv += ["--weights", str(weights(tmp_path))]
+    assert main(argv) == 2
+    err = _one_line_error(capsys, str(tmp_path), *names)
+    assert "no-data" not in err  # refused before any data is looked for
+    _nothing_written(tmp_path, tmp_path / "run")
+
+
+# 6. unknown zoo model ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["nosuch", "TFC"])
+def test_models_layers_unknown_lists_the_zoo(capsys, name):
+    from bitswarm.models import ZOO
+
+    assert main(["models", "--layers", name]) == 2
+    err = _one_line_error(capsys, "--layers", f"unknown model {name!r}", "allowed: " + ", ".join(ZOO))
+    assert err and not capsys.readouterr().out  # no half-printed table
+
+
+# 7. corrupt journal -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["search", "compare", "journal-garbage", "journal-bad-body"])
+def test_corrupt_journal_names_file_and_what_to_do(tmp_path, capsys, tiny_mnist_dir, how):
+    from bitswarm.search.journal import Journal
+
+    run = tmp_path / ("cmp" if how == "compare" else "run")
+    journal = run / ("bbpso-q-s0" if how == "compare" else "") / "journal.sqlite"
+    journal.parent.mkdir(parents=True)
+    journal.write_bytes(b"SQLite format 3\x00" + b"\xff" * 200 if how == "journal-bad-body" else b"not sqlite")
+    if how.startswith("journal"):
+        with pytest.raises(ConfigError) as ei:
+            Journal(journal, {"seed": 0})
+        err = str(ei.value)
+        assert "\n" not in err and str(journal) in err
+    else:
+        common = ["--data-dir", str(tiny_mnist_dir), "--cost", "bitops", "--max-avg-bits", "4"]
+        argv = (["search", "--run-dir", str(run)] if how == "search" else
+                ["compare", "--out", str(run), "--algos", "bbpso-q", "--seeds", "1", "--fp-epochs", "1"])
+        assert main(argv + common) == 2
+        err = _one_line_error(capsys, journal)
+        assert not (tmp_path / "cache").exists()  # refused before the float model is trained
+    assert "not a readable bitswarm journal" in err and f"delete the run dir {run}" in err
+    assert "new --run-dir" in err
+
+
+# 8. ssh argv ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("python, lib, workdir", [
+    ("/opt/py 3/bin/python3", "tvm/model.so", "/w"),
+    ("python3; touch /tmp/pwned", "tvm/$(reboot).so", "/home/u/bitswarm"),
+    ("python3", "tvm/a'b c.so", "rel/dir"),
+])
+def test_ssh_argv_ends_options_and_quotes_remote_args(tmp_path, monkeypatch, python, lib, workdir):
+    from bitswarm.flows import ssh
+
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, stdout='{"latency_ms_mean": 1.0}\n', stderr="")
+
+    monkeypatch.setattr(ssh.subprocess, "run", fake_run)
+    spec = SshSpec(host="board", user="me", port=2222, python=python, workdir=workdir)
+    board = dataclasses.replace(load_board("pynq-z2"), ssh=spec)
+    pkg = tmp_path / "run1"
+    pkg.mkdir()
+    r = ssh.run_on_board(board, pkg, {"tvm": [{"lib": lib}], "input_shape": [1, 28, 28]}, repeat=3)
+    assert r["latency_ms_mean"] == 1.0
+    for cmd in calls:  # the destination is never read as an option
+        assert cmd[cmd.index("--") + 1] == (str(pkg) if cmd[0] == "scp" else "me@board")
+    assert calls[1][0] == "scp" and calls[1][-1] == f"me@board:{workdir}/.incoming-run1"
+    remote = calls[-1][-1]
+    assert shlex.split(remote) == ["cd", f"{workdir}/run1", "&&", python, "runner/tvm_runner.py", lib,
+                                   "--shape", "1,1,28,28", "--repeat", "3"]
+    assert shlex.split(calls[0][-1]) == ["mkdir", "-p", "--", workdir, "&&", "rm", "-rf", "--",
+                                         f"{workdir}/.incoming-run1"]
