@@ -51,6 +51,7 @@ class DeployConfig:
     run_id: str = ""
     command: str = ""
     tvm: bool = True
+    verify_samples: int = 1000  # test images FINN's graphs are verified on (0: no verification)
 
 
 def _entry_and_data(cfg: DeployConfig, bits_spec: str | None = None):
@@ -141,11 +142,34 @@ def step_finn(state: State, cfg: DeployConfig) -> State:
             return {**state, "finn": {"unsupported": str(e), "missing_tool": None}}
     from bitswarm.flows.finn import build_finn
 
-    r = build_finn(Path(state["qonnx"]), cfg.board, _pkg(state) / "finn")
+    inputs = _verify_inputs(state, cfg) if cfg.verify_samples else None
+    r = build_finn(Path(state["qonnx"]), cfg.board, _pkg(state) / "finn", env=cfg.env, verify=inputs)
     est = r.estimates
     return {**state, "finn": {"total": dict(est.values), "missing_tool": r.missing_tool,
+                              "verification": r.verification,
                               "per_layer": [{"name": lc.name, **lc.values} for lc in est.per_layer],
                               "steps": [{"step": n, "seconds": s} for n, s in r.steps], "meta": dict(est.meta)}}
+
+
+def _verify_inputs(state: State, cfg: DeployConfig):
+    """The first ``verify_samples`` test images, as the QONNX model takes them, with PyTorch's predictions
+    (none for a QONNX file deployed as it is)."""
+    from bitswarm.data import normalize
+    from bitswarm.errors import ConfigError
+    from bitswarm.hw.finn_verify import VerifyInputs
+
+    _, data, _ = _entry_and_data(cfg)
+    test = data.test.subset(cfg.verify_samples)
+    x = normalize(test.x)
+    if list(x.shape[1:]) != list(state["input_shape"]):
+        raise ConfigError(cfg.qonnx or cfg.model, "input shape", f"the model takes {state['input_shape']} but "
+                          f"{data.note} images are {list(x.shape[1:])}", "--model/--dataset of the data it was "
+                          "trained on (FINN's build is verified on its test images)")
+    pred = None
+    if not cfg.qonnx:
+        with torch.no_grad():
+            pred = _trained_model(state, cfg)(x).argmax(1).numpy()
+    return VerifyInputs(x.numpy(), test.y.numpy(), pred)
 
 
 def _run_runner(pkg: Path, lib: Path, repeat: int = 30) -> dict:

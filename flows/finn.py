@@ -26,6 +26,7 @@ class FinnBuildResult:
     steps: list[tuple[str, float]]
     estimates: Cost
     missing_tool: str | None
+    verification: dict | None = None  # hw/finn_verify.Verification.to_dict(), when inputs were given
 
 
 def vendor_tools_missing(env) -> str | None:
@@ -54,7 +55,10 @@ def _copy_codegen(model_path: Path, dest: Path) -> int:
 
 
 def build_finn(qonnx_path: Path, board: Board, out_dir: Path, *, target_fps: int | None = 10000,
-               folding_file: str | None = None, stop_after: str | None = None, env=None) -> FinnBuildResult:
+               folding_file: str | None = None, stop_after: str | None = None, env=None,
+               verify=None) -> FinnBuildResult:
+    """``verify`` (a :class:`~bitswarm.hw.finn_verify.VerifyInputs`): FINN's intermediate models are run
+    on those inputs and compared with the QONNX model; a mismatch raises ``FinnVerificationError``."""
     from bitswarm.env import read_environment
     from bitswarm.hw.finn_estimate import parse_reports, require_fpga
     from bitswarm.hw.finn_worker import CODEGEN_STEPS, ESTIMATE_STEPS, get_worker
@@ -73,4 +77,11 @@ def build_finn(qonnx_path: Path, board: Board, out_dir: Path, *, target_fps: int
         final = out_dir / "build" / "intermediate_models" / "step_hw_codegen.onnx"
         n = _copy_codegen(final, out_dir / "codegen") if final.exists() else 0
         timings.append((f"copy generated sources ({n} layers)", 0.0))
-    return FinnBuildResult(out_dir, timings, est, vendor_tools_missing(env))
+    checked = None
+    if verify is not None:
+        from bitswarm.hw.finn_verify import verify_build
+
+        v = verify_build(Path(qonnx_path), out_dir / "build", verify, env.cache_dir)
+        timings.append((f"verify FINN's graphs on {v.n_inputs} inputs", v.seconds))
+        checked = v.to_dict()
+    return FinnBuildResult(out_dir, timings, est, vendor_tools_missing(env), checked)

@@ -136,6 +136,20 @@ def _table(rows: list[dict], cols: list[str]) -> tuple[str, str]:
     return h + "</table>", md
 
 
+def verification_section(v: dict) -> tuple[str, str]:
+    """Levels checked, inputs, largest difference, and the three accuracies on the same images."""
+    rows = [{"level": lc["level"], "FINN step": lc["step"], "inputs": lc["n"], "max |diff|": lc["max_abs_diff"],
+             "exact integers": "yes" if lc["integer"] else "no (float)", "top-1 agreement": lc["top1_agree"]}
+            for lc in v["levels"]]
+    h, md = _table(rows, list(rows[0]))
+    acc = v.get("accuracy") or {}
+    names = (("pytorch", "PyTorch"), ("qonnx", "QONNX"), ("finn_hw", "FINN hardware-layer graph"))
+    line = ", ".join(f"{label} {acc[k]:.2%}" for k, label in names if k in acc)
+    note = (f"All {len(rows)} levels match the QONNX model on {v['n_inputs']} test images "
+            f"(FINN's Python execution, {v['seconds']:.1f} s). Accuracy on them: {line or 'no labels'}.")
+    return f"<p>{html.escape(note)}</p>" + h, note + "\n\n" + md
+
+
 def build_sections(s: dict) -> list[tuple[str, str, str]]:
     """``[(title, html, markdown)]`` for every part of the summary that is present."""
     out = []
@@ -171,6 +185,8 @@ def build_sections(s: dict) -> list[tuple[str, str, str]]:
     if finn.get("missing_tool") or finn.get("steps"):
         note = f"FINN flow stopped: {finn['missing_tool']}" if finn.get("missing_tool") else "FINN flow complete"
         out.append(("FINN flow", f"<p>{html.escape(note)}</p>", note + "\n"))
+    if finn.get("verification"):
+        out.append(("Verification: FINN's graphs against the QONNX model", *verification_section(finn["verification"])))
     if s.get("tvm"):
         rows = [{"target": t.get("target"), "latency ms": t.get("latency_ms"), "binary": t.get("lib")}
                 for t in s["tvm"]]

@@ -48,6 +48,11 @@ def _serve(conn, env: dict, log_path: str) -> None:  # runs in the child
         if req is None:
             return
         try:
+            if req.get("kind") == "verify":
+                from bitswarm.hw.finn_verify import execute_levels
+
+                conn.send(("ok", execute_levels(req["onnx"], req["models_dir"], req["x"])))
+                continue
             conn.send(("ok", _build(build, bc, req)))
         except Exception:  # every failure goes back to the caller, with FINN's traceback
             conn.send(("err", traceback.format_exc()))
@@ -109,6 +114,16 @@ class FinnWorker:
               folding_file: str | None = None, steps=ESTIMATE_STEPS, timeout: float = 1800) -> dict:
         self.conn.send({"onnx": str(onnx), "out_dir": str(out_dir), "part": part, "board": board, "clk_ns": clk_ns,
                         "target_fps": target_fps, "folding_file": folding_file, "steps": steps})
+        try:
+            return self._expect("ok", timeout)
+        except FinnError:
+            if not self.proc.is_alive():
+                _WORKERS.clear()
+            raise
+
+    def execute_levels(self, onnx: Path, models_dir: Path, x, timeout: float = 3600) -> dict:
+        """Outputs of the QONNX model and of FINN's saved intermediate models on ``x`` (see finn_verify)."""
+        self.conn.send({"kind": "verify", "onnx": str(onnx), "models_dir": str(models_dir), "x": x})
         try:
             return self._expect("ok", timeout)
         except FinnError:

@@ -1,7 +1,9 @@
 """Durable SQLite journal of every evaluation, appended as it completes.
 
-Row ``i`` is the ``i``-th evaluation of the run: (position, fitness, violation, cost, seed, seconds).
-A re-run of the same command replays rows in order instead of evaluating again, so a search
+Row ``i`` is the ``i``-th evaluation of the run: (position, fitness, violation, cost, seed, seconds,
+trained). ``trained`` is 0 for a candidate whose cost already violated a constraint, so it was not
+fine-tuned (its fitness is -inf, never read); a journal written before that column existed is
+read as all-trained (the column is added on open). A re-run of the same command replays rows in order instead of evaluating again, so a search
 killed with ``kill -9`` resumes where it was and, the searcher being deterministic given its seed
 and the results it is told, reaches the same final result as an uninterrupted run.
 """
@@ -18,8 +20,10 @@ from bitswarm.errors import BitswarmError, ConfigError
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS evals (
   idx INTEGER PRIMARY KEY, position TEXT NOT NULL, bits TEXT NOT NULL, fitness REAL NOT NULL,
-  violation REAL NOT NULL, cost TEXT NOT NULL, seed INTEGER NOT NULL, seconds REAL NOT NULL, created REAL NOT NULL);
+  violation REAL NOT NULL, cost TEXT NOT NULL, seed INTEGER NOT NULL, seconds REAL NOT NULL, created REAL NOT NULL,
+  trained INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"""
+COLUMNS = "idx, position, bits, fitness, violation, cost, seed, seconds, created, trained"
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class Record:
     cost: dict
     seed: int
     seconds: float
+    trained: bool = True
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -61,13 +66,19 @@ class Journal:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(SCHEMA)
+            self._add_trained_column()
             self._check_signature(run_signature)
-            self.records = [self._row(r) for r in self.db.execute("SELECT * FROM evals ORDER BY idx")]
+            self.records = [self._row(r) for r in self.db.execute(f"SELECT {COLUMNS} FROM evals ORDER BY idx")]
         except (sqlite3.DatabaseError, ValueError, TypeError, IndexError) as e:
             self.db.close()
             if isinstance(e, BitswarmError):  # the signature mismatch (a ConfigError) as it is
                 raise
             raise _unreadable(self.path, f"{type(e).__name__}: {e}") from e
+
+    def _add_trained_column(self) -> None:
+        """A journal from before the ``trained`` column: every evaluation in it was trained."""
+        if "trained" not in {r[1] for r in self.db.execute("PRAGMA table_info(evals)")}:
+            self.db.execute("ALTER TABLE evals ADD COLUMN trained INTEGER NOT NULL DEFAULT 1")
 
     def _check_signature(self, sig: dict) -> None:
         blob = json.dumps(sig, sort_keys=True)
@@ -82,14 +93,16 @@ class Journal:
 
     @staticmethod
     def _row(r) -> Record:
-        return Record(r[0], tuple(json.loads(r[1])), json.loads(r[2]), r[3], r[4], json.loads(r[5]), r[6], r[7])
+        return Record(r[0], tuple(json.loads(r[1])), json.loads(r[2]), r[3], r[4], json.loads(r[5]), r[6], r[7],
+                      bool(r[9]))
 
     def append(self, position, bits: dict, fitness: float, violation: float, cost: dict, seed: int,
-               seconds: float) -> Record:
-        rec = Record(len(self.records), tuple(position), bits, float(fitness), float(violation), cost, seed, seconds)
-        self.db.execute("INSERT INTO evals VALUES (?,?,?,?,?,?,?,?,?)",
+               seconds: float, trained: bool = True) -> Record:
+        rec = Record(len(self.records), tuple(position), bits, float(fitness), float(violation), cost, seed, seconds,
+                     bool(trained))
+        self.db.execute(f"INSERT INTO evals ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                         (rec.idx, json.dumps(list(rec.position)), json.dumps(bits), rec.fitness, rec.violation,
-                         json.dumps(cost), seed, seconds, time.time()))
+                         json.dumps(cost), seed, seconds, time.time(), int(rec.trained)))
         self.records.append(rec)
         return rec
 

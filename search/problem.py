@@ -4,11 +4,16 @@ Fitness is validation accuracy after a short quantization-aware fine-tune from t
 checkpoint (§5.3.1: 2 epochs, SGD lr 0.01, momentum 0.9, weight decay 5e-3; scaled here by
 ``eval_recipe``); the violation is the summed relative excess of the constraints over the cost
 that a :mod:`bitswarm.hw` cost model returns. The test split is never touched.
+
+The cost comes first: a configuration that violates a constraint is not fine-tuned (Deb's rule
+never reads the fitness of an infeasible candidate); its fitness is :data:`UNTRAINED` and its
+:class:`Evaluation` says ``trained=False``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,6 +25,21 @@ from bitswarm.models import BitConfig, ZooEntry
 from bitswarm.train import Recipe, evaluate, load_float_weights, train
 
 EVAL_RECIPE = Recipe(epochs=2, lr=0.01, batch_size=128, weight_decay=5e-3, optimizer="sgd")
+
+#: Fitness of a candidate that was not trained (infeasible). -inf rather than NaN: it orders below
+#: every accuracy if anything ever compares it, and SQLite stores it (NaN would become NULL);
+#: the JSON files write it as null (see :func:`bitswarm.search.runner.write_json`).
+UNTRAINED = float("-inf")
+
+
+class Evaluation(NamedTuple):
+    """What ``QuantProblem.evaluate`` returns; a plain ``(fitness, violation, cost)`` also works
+    with the runner and counts as trained."""
+
+    fitness: float
+    violation: float
+    cost: dict
+    trained: bool = True
 
 
 class FitnessMemo:
@@ -79,15 +99,17 @@ class QuantProblem:
         cost = self.cost_model(self.entry, bits, self.board)
         return cost, total_violation(self.constraints, cost)
 
-    def evaluate(self, bits: BitConfig) -> tuple[float, float, dict]:
+    def evaluate(self, bits: BitConfig) -> Evaluation:
         cost, violation = self.cost(bits)
+        if violation > 0:  # infeasible: no fine-tune, no memo entry
+            return Evaluation(UNTRAINED, violation, dict(cost.values), False)
         key = f"{self.entry.name}|{self.fp_tag}|{bits.key()}|{self.eval_recipe.key()}|{self.val_samples}|{self.seed}"
         fitness = self.memo.get(key) if self.memo else None
         if fitness is None:
             fitness = self.fine_tune_and_validate(bits)
             if self.memo:
                 self.memo.put(key, fitness)
-        return fitness, violation, dict(cost.values)
+        return Evaluation(fitness, violation, dict(cost.values), True)
 
     def fine_tune_and_validate(self, bits: BitConfig) -> float:
         torch.manual_seed(self.seed)
