@@ -167,9 +167,9 @@ def run_config(model: str, label: str, board_name: str, target_fps: int, root: P
     import torch
 
     from bitswarm.boards import load_board
-    from bitswarm.flows.export import export_qonnx
     from bitswarm.flows.finn import build_finn
     from bitswarm.models import get_model
+    from bitswarm.models.export import export_qonnx
 
     entry = get_model(model)
     bits = _bits(entry, label)

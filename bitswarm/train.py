@@ -59,8 +59,9 @@ def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> float:
     return correct / max(1, len(split))
 
 
-def run_key(model_name: str, bits_key: str, data: Dataset, seed: int, recipe: Recipe, init: str) -> str:
-    blob = json.dumps([model_name, bits_key, data.name, data.fingerprint, seed, recipe.key(), init])
+def run_key(model_key: str, bits_key: str, data: Dataset, seed: int, recipe: Recipe, init: str) -> str:
+    """``model_key``: the model's content digest (``bitswarm.cachekey.entry_digest``), never its name."""
+    blob = json.dumps([model_key, bits_key, data.name, data.fingerprint, seed, recipe.key(), init])
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 

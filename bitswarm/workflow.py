@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bitswarm.cachekey import entry_digest
 from bitswarm.data import DATASETS, Dataset, load_dataset, resolve_data_dir
 from bitswarm.env import Environment
 from bitswarm.errors import ConfigError
@@ -113,14 +114,14 @@ def _ckpt_dir(env: Environment, entry: ZooEntry, kind: str, key: str) -> Path:
 
 def float_run_dir(entry: ZooEntry, data: Dataset, seed: int, recipe: Recipe, root: Path) -> Path:
     """Where ``train_float`` of this run keeps its checkpoint under ``root`` (the shipped-run trainer)."""
-    key = run_key(entry.name, entry.uniform_bits(32, 32).key(), data, seed, recipe, init="scratch")
+    key = run_key(entry_digest(entry), entry.uniform_bits(32, 32).key(), data, seed, recipe, init="scratch")
     return root / _ckpt_name(entry, "fp", key)
 
 
 def train_float(entry: ZooEntry, data: Dataset, seed: int, recipe: Recipe, env: Environment,
                 progress: bool = True) -> Trained:
     bits = entry.uniform_bits(32, 32)
-    key = run_key(entry.name, bits.key(), data, seed, recipe, init="scratch")
+    key = run_key(entry_digest(entry), bits.key(), data, seed, recipe, init="scratch")
     ckpt = _ckpt_dir(env, entry, "fp", key)
     torch.manual_seed(seed)
     model = train(entry.build(bits), data, recipe, seed, ckpt, progress, desc=f"{entry.name} fp")
@@ -135,7 +136,7 @@ def finetune_quantized(entry: ZooEntry, bits: BitConfig, data: Dataset, seed: in
     load_float_weights(model, fp.model.state_dict())
     ckpt = None
     if env is not None:
-        key = run_key(entry.name, bits.key(), data, seed, recipe, init=fp.ckpt_dir.name)
+        key = run_key(entry_digest(entry), bits.key(), data, seed, recipe, init=fp.ckpt_dir.name)
         ckpt = _ckpt_dir(env, entry, "q", key)
     model = train(model, data, recipe, seed, ckpt, progress, desc=f"{entry.name} qat")
     return Trained(model, bits, evaluate(model, data.val), ckpt or fp.ckpt_dir)

@@ -108,26 +108,15 @@ def _trained_model(state: State, cfg: DeployConfig):
 def step_export(state: State, cfg: DeployConfig) -> State:
     dest = _pkg(state) / "model.qonnx.onnx"
     if cfg.qonnx:
-        shutil.copyfile(cfg.qonnx, dest)
-        return {**state, "qonnx": str(dest), "export_max_abs_diff": None, "input_shape": qonnx_input_shape(dest),
+        from bitswarm.flows.qonnx_in import import_qonnx
+
+        shape = import_qonnx(cfg.qonnx, dest, for_finn=cfg.board.fpga is not None)
+        return {**state, "qonnx": str(dest), "export_max_abs_diff": None, "input_shape": shape,
                 "model_name": Path(cfg.qonnx).name}
-    from bitswarm.flows.export import export_qonnx
+    from bitswarm.models.export import export_qonnx
 
     r = export_qonnx(_trained_model(state, cfg), tuple(state["input_shape"]), dest)
     return {**state, "qonnx": str(dest), "export_max_abs_diff": r.max_abs_diff}
-
-
-def qonnx_input_shape(path: Path) -> list[int]:
-    """The input shape (without batch) of a QONNX file, from its graph."""
-    import onnx
-
-    from bitswarm.errors import ConfigError
-
-    try:
-        dims = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim
-    except Exception as e:  # onnx raises several types for a file that is not ONNX
-        raise ConfigError(str(path), "graph.input", f"not a readable ONNX model ({e})", "a QONNX .onnx file") from e
-    return [int(d.dim_value) for d in dims[1:]]
 
 
 def step_finn(state: State, cfg: DeployConfig) -> State:

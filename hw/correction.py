@@ -93,8 +93,8 @@ def _bits(spec, overrides: dict, entry: ZooEntry, source: str) -> BitConfig:
 
 def finn_estimate_folded(entry: ZooEntry, bits: BitConfig, board, cache_dir: Path, folding_file: str) -> Cost:
     """FINN's estimate with a given folding config (cached like :func:`finn_estimate`)."""
-    from bitswarm.flows.export import export_qonnx
     from bitswarm.hw.finn_estimate import finn_estimate_onnx
+    from bitswarm.models.export import export_qonnx
 
     digest = hashlib.sha256(Path(folding_file).read_bytes()).hexdigest()[:16]
     key = hashlib.sha256(json.dumps([entry.name, bits.key(), board.fpga.part, board.fpga.clock_mhz,

@@ -24,6 +24,11 @@ QUANTITIES = {
 }
 
 
+#: the CLI's ``--max-*`` flags -> the quantity they constrain (errors name the flag)
+SHORTCUTS = {"max_avg_bits": "avg_bits", "max_latency_ms": "latency_ms", "max_lut": "lut",
+             "max_bram18": "bram18", "max_dsp": "dsp", "max_bops": "bops"}
+
+
 @dataclass(frozen=True)
 class LayerCost:
     name: str

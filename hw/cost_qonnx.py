@@ -1,7 +1,7 @@
 """``--cost qonnx``: QONNX's own inference cost (``qonnx.util.inference_cost``) of the export.
 
 Bit-operations (BOPs: MACs weighted by input-bits x weight-bits), weight memory in bits and MACs
-of the configured model, exported through :func:`bitswarm.flows.export.export_qonnx`, with a
+of the configured model, exported through :func:`bitswarm.models.export.export_qonnx`, with a
 per-layer breakdown. Independent of the board. About 2-3 s per configuration (the export);
 results are memoised per (model, bits) in the process.
 """
@@ -47,7 +47,7 @@ class QonnxInferenceCost:
     def __call__(self, entry: ZooEntry, bits: BitConfig, board: Board | None = None) -> Cost:
         key = (entry.name, bits.key())
         if key not in self._memo:
-            from bitswarm.flows.export import export_qonnx
+            from bitswarm.models.export import export_qonnx
 
             with tempfile.TemporaryDirectory(prefix="bitswarm-qonnx-") as tmp:
                 path = export_qonnx(entry.build(bits), entry.input_shape, Path(tmp) / "model.onnx", verify=False).path

@@ -26,7 +26,10 @@ from bitswarm.models import BitConfig, ZooEntry
 
 
 def cache_key(entry: ZooEntry, bits: BitConfig, board: Board, threads: int) -> str:
-    raw = json.dumps([entry.name, bits.key(), board.name, board.cpu.tvm_target, threads], sort_keys=True)
+    from bitswarm.cachekey import entry_digest, tool_versions
+
+    raw = json.dumps([entry_digest(entry), bits.key(), board.name, board.cpu.tvm_target, threads,
+                      tool_versions("apache-tvm", "qonnx", "brevitas", "torch")], sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
@@ -81,9 +84,9 @@ class TvmLatencyCost:
     # ---- measurement -----------------------------------------------------------------------
     def measure(self, entry: ZooEntry, bits: BitConfig, board: Board) -> dict:
         """Export, compile and time one configuration (no cache)."""
-        from bitswarm.flows.export import export_qonnx
         from bitswarm.flows.tvm import compile_tvm
         from bitswarm.hw.tvm_rpc import measure_rpc
+        from bitswarm.models.export import export_qonnx
 
         addr = self._endpoint(board)  # fail fast on an unreachable board, before compiling
         with tempfile.TemporaryDirectory(prefix="bitswarm-tvm-") as tmp:

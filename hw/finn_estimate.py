@@ -52,7 +52,11 @@ def parse_reports(reports: dict, entry: ZooEntry | None, clk_ns: float, meta: di
 
 
 def _key(entry: ZooEntry, bits: BitConfig, board: Board, policy: str) -> str:
-    blob = json.dumps([entry.name, bits.key(), board.fpga.part, board.fpga.clock_mhz, policy])
+    """By content: the model (structure, code, seeded weights), bits, part, clock, folding policy, tools."""
+    from bitswarm.cachekey import entry_digest, tool_versions
+
+    blob = json.dumps([entry_digest(entry), bits.key(), board.fpga.part, board.fpga.clock_mhz, policy,
+                       tool_versions("finn-plus", "qonnx", "brevitas", "torch")])
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -81,7 +85,7 @@ def finn_estimate_onnx(onnx: Path, board: Board, cache_dir: Path, target_fps: in
 
 
 def finn_estimate(entry: ZooEntry, bits: BitConfig, board: Board, cache_dir: Path, target_fps: int = 10000) -> Cost:
-    from bitswarm.flows.export import export_qonnx
+    from bitswarm.models.export import export_qonnx
     from bitswarm.models.finn_support import check_finn_support
 
     require_fpga(board)

@@ -67,3 +67,51 @@ def check_finn_support(model: nn.Module) -> None:
     bad = finn_offending_layers(model)
     if bad:
         raise UnsupportedForFinnError(bad)
+
+
+#: bit-widths a FINN-costed search takes (FINN's regime: binary and ternary to 8-bit layers)
+FINN_BITS = tuple(range(1, 9))
+
+
+def padded_conv_inputs(entry) -> set[str]:
+    """Layers whose activation (or, for ``input_quant``, the network input) feeds a zero-padded conv.
+
+    finn-plus inserts an FMPadding layer in front of a padded conv whose datatype must hold 0; a
+    bipolar {-1, +1} activation has no 0 (``FMPadding_Batch DataType must support zero``), and with
+    binary next weights the padded 0 would mean -1. The consumer of a layer's activation is the next
+    weighted layer in the model's layer order (TFC, CNV and the small CNNs are chains).
+    """
+    model = entry.build(entry.default_bits())
+    modules = dict(model.named_modules())
+    specs = list(entry.specs)
+    out = set()
+    for i, s in enumerate(specs):
+        if not s.has_act:
+            continue
+        nxt = next((t for t in specs[i + 1:] if t.has_weight), None)
+        m = modules.get(nxt.name) if nxt is not None else None
+        if isinstance(m, nn.Conv2d) and any(int(p) > 0 for p in _padding(m)):
+            out.add(s.name)
+    return out
+
+
+def _padding(conv: nn.Conv2d) -> tuple[int, ...]:
+    p = conv.padding
+    return (1,) if isinstance(p, str) and p != "valid" else tuple(p) if not isinstance(p, str) else (0,)
+
+
+def finn_narrow(entry):
+    """The FINN-aware candidates per variable (``Space.from_specs(narrow=...)``): 1..8 bits, except a
+    1-bit activation in front of a zero-padded conv (see :func:`padded_conv_inputs`). A 1-bit input
+    quantizer in front of a wider first layer is mapped by bitswarm's own FINN step
+    (``hw/finn_worker.py:step_split_bipolar_input``); every other 1-bit combination FINN maps as it is
+    (docs/SEARCH.md, "1 bit the FINN way")."""
+    padded = padded_conv_inputs(entry)
+
+    def narrow(layer: str, kind: str, candidates: tuple[int, ...]) -> tuple[int, ...]:
+        kept = tuple(b for b in candidates if b in FINN_BITS)
+        if kind == "a" and layer in padded:
+            kept = tuple(b for b in kept if b > 1)
+        return kept
+
+    return narrow

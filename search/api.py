@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from bitswarm.boards import Board
+from bitswarm.cachekey import digest, entry_digest
 from bitswarm.data import Dataset
 from bitswarm.env import Environment
 from bitswarm.errors import ConfigError
-from bitswarm.hw.cost import Constraint, get_cost_model
+from bitswarm.hw.cost import SHORTCUTS, Constraint, get_cost_model
 from bitswarm.models import ZooEntry
 from bitswarm.search.bbpso import BBPSO, BBPSOSettings, RandomSearch, layer_importance
 from bitswarm.search.ga import GeneticSearch
@@ -20,6 +20,8 @@ from bitswarm.search.problem import EVAL_RECIPE, FitnessMemo, QuantProblem, impo
 from bitswarm.search.runner import run_search
 from bitswarm.search.space import Space
 from bitswarm.train import Recipe, evaluate
+
+RECHECK_VERIFY_SAMPLES = 200  # validation images the re-checked winner's FINN build is verified on
 
 #: name -> (ask/tell class, settings it runs with); the -IN/-SCP/-LSP names are the paper's ablations
 SEARCHERS = {
@@ -68,12 +70,12 @@ def check_constraints(cost_name: str, constraints: tuple[Constraint, ...]) -> No
 
 
 def search_candidates(board: Board, cost: str) -> tuple[int, ...]:
-    """The board's bit candidates; 2..8 for a FINN-based cost. FINN reads a 1-bit activation as
-    bipolar and maps it only in front of a binary (XNOR) layer: in mixed configurations its HLS
-    conversion rejects it ("MultiThreshold out_scale must be 1"), so one shared candidate set
-    leaves 1 out (see NOTES.md)."""
+    """The board's bit candidates; those FINN maps (1..8) for a FINN-based cost (per-variable
+    narrowing: :func:`build_space`)."""
     if cost in ("finn", "surrogate"):
-        return tuple(b for b in board.bit_candidates if b >= 2)
+        from bitswarm.models.finn_support import FINN_BITS
+
+        return tuple(b for b in board.bit_candidates if b in FINN_BITS)
     return board.bit_candidates
 
 
@@ -84,12 +86,73 @@ def cost_options(spec: SearchSpec) -> dict:
     return {"max_latency_ms": min(latency)} if spec.cost in ("finn", "surrogate") and latency else {}
 
 
-def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchSpec, run_dir: Path,
-           env: Environment | None = None, progress: bool = True, on_eval=None, arch: dict | None = None) -> dict:
-    """Search ``entry``'s per-layer bits from the float weights of ``fp_model``; with ``arch`` (the
-    ``arch.json`` of a zoo model or a compression stage) the winner is also written to
-    ``run_dir/winner`` as a compression-stage directory, so ``bitswarm finetune|cluster --from`` and
-    ``--export`` continue from it."""
+def build_space(entry: ZooEntry, board: Board, cost: str) -> Space:
+    """The board's candidates; for a FINN-based cost narrowed per variable to what FINN maps."""
+    if cost in ("finn", "surrogate") or board.fpga is not None:  # an FPGA board's winner must go through FINN
+        from bitswarm.models.finn_support import finn_narrow
+
+        return Space.from_specs(entry.specs, board.bit_candidates, entry.default_bits(), narrow=finn_narrow(entry))
+    return Space.from_specs(entry.specs, search_candidates(board, cost), entry.default_bits())
+
+
+def constraint_flag(quantity: str) -> str:
+    """The command-line flag of a constraint on ``quantity``: its ``--max-*`` shortcut, else ``--constraint``."""
+    return next(("--" + k.replace("_", "-") for k, q in SHORTCUTS.items() if q == quantity), "--constraint")
+
+
+def reachable_minimum(entry: ZooEntry, board: Board, spec: SearchSpec, space: Space, cost_model=None) -> dict:
+    """Per constrained quantity: (the smallest value the space reaches, where).
+
+    Bit metrics (Eq. 9-11, which bitops, finn and surrogate compute exactly) are monotone in every
+    variable, all in one direction (avg_bits, bops, weight_bits and weight_avg_bits grow with each
+    bit-width; compression_ratio = 32 / weight_avg_bits shrinks), so their minimum over the space is
+    at its lowest or its highest corner: exact. Other quantities (hardware costs): the cost of the
+    cheapest configuration, every variable at its lowest candidate."""
+    from bitswarm.hw.cost_bitops import BitOpsCost, bit_metrics
+
+    lowest = tuple(0 for _ in range(space.dim))
+    corners = {"every variable at its lowest candidate": bit_metrics(entry, space.to_bits(lowest)),
+               "every variable at its highest candidate": bit_metrics(entry, space.to_bits(space.highs))}
+    out, hw = {}, None
+    for c in spec.constraints:
+        if c.quantity in BitOpsCost.provides and spec.cost in ("bitops", "finn", "surrogate"):
+            out[c.quantity] = min((cost[c.quantity], where) for where, cost in corners.items())
+            continue
+        if hw is None:
+            hw = _cheapest_cost(entry, board, spec, space, cost_model)
+        out[c.quantity] = (hw[c.quantity], f"{spec.cost} cost of the cheapest configuration, every variable at "
+                                           "its lowest candidate")
+    return out
+
+
+def _cheapest_cost(entry: ZooEntry, board: Board, spec: SearchSpec, space: Space, cost_model=None):
+    """The cost of every variable at its lowest candidate (then the space's rules); a cost model made
+    here is closed again (e.g. the local RPC server of a TVM cost)."""
+    lowest = tuple(0 for _ in range(space.dim))
+    model = cost_model or get_cost_model(spec.cost, **cost_options(spec))
+    try:
+        return model(entry, space.to_bits(space.repair(lowest) if space.rules else lowest), board)
+    finally:
+        if cost_model is None and hasattr(model, "close"):
+            model.close()
+
+
+def check_feasible(entry: ZooEntry, board: Board, spec: SearchSpec, cost_model=None) -> Space:
+    """Before any training: each constraint can be met somewhere in the space, else a ConfigError naming
+    its flag, its limit and the best reachable value. Returns the space."""
+    space = build_space(entry, board, spec.cost)
+    reachable = reachable_minimum(entry, board, spec, space, cost_model)
+    for c in spec.constraints:
+        best, where = reachable[c.quantity]
+        if best > c.limit:
+            raise ConfigError(constraint_flag(c.quantity), c.quantity,
+                              f"no configuration of the search space meets {c.describe()}: the smallest reachable "
+                              f"{c.quantity} is {best:.4g} ({where})", f"a limit >= {best:.4g}")
+    return space
+
+
+def _prepare(entry: ZooEntry, board: Board, spec: SearchSpec):
+    """Everything that can refuse the search, before any training: (space, cost model)."""
     if spec.algo not in SEARCHERS:
         raise ConfigError("--algo", "algo", f"unknown searcher {spec.algo!r}", ", ".join(SEARCHERS))
     check_constraints(spec.cost, spec.constraints)
@@ -97,28 +160,49 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
         from bitswarm.models.finn_support import check_finn_support
 
         check_finn_support(entry.build(entry.default_bits()))
+    cost_model = get_cost_model(spec.cost, **cost_options(spec))
+    return check_feasible(entry, board, spec, cost_model), cost_model
+
+
+def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchSpec, run_dir: Path,
+           env: Environment | None = None, progress: bool = True, on_eval=None, arch: dict | None = None) -> dict:
+    """Search ``entry``'s per-layer bits from the float weights of ``fp_model``; with ``arch`` (the
+    ``arch.json`` of a zoo model or a compression stage) the winner is also written to
+    ``run_dir/winner`` as a compression-stage directory, so ``bitswarm finetune|cluster --from`` and
+    ``--export`` continue from it. A constraint no configuration can meet is refused before the
+    search (:func:`check_feasible`); a search that ends without a feasible configuration returns
+    ``feasible: False`` with no final fine-tune, no FINN re-check and no winner."""
+    space, cost_model = _prepare(entry, board, spec)
     fp_state = {k: v.detach().clone() for k, v in fp_model.state_dict().items()}
-    problem = QuantProblem(entry, data, fp_state, board, get_cost_model(spec.cost, **cost_options(spec)),
-                           spec.constraints,
-                           spec.eval_recipe, spec.val_samples,
-                           spec.seed if spec.eval_seed is None else spec.eval_seed,
+    problem = QuantProblem(entry, data, fp_state, board, cost_model, spec.constraints, spec.eval_recipe,
+                           spec.val_samples, spec.seed if spec.eval_seed is None else spec.eval_seed,
                            FitnessMemo(spec.fitness_memo) if spec.fitness_memo else None)
-    space = Space.from_specs(entry.specs, search_candidates(board, spec.cost), entry.default_bits())
     imp = layer_importance(importance_norms(entry, fp_state, space.variables), spec.settings.alpha,
                            spec.settings.beta)
     searcher = make_searcher(spec.algo, space, spec.settings, spec.seed, imp)
-    settings = searcher.s
-    signature = {"model": entry.name, "board": board.name, "algo": spec.algo, "settings": repr(settings),
+    signature = {"model": entry.name, "board": board.name, "algo": spec.algo, "settings": repr(searcher.s),
                  "cost": spec.cost, "constraints": [c.describe() for c in spec.constraints], "seed": spec.seed,
                  "eval_recipe": spec.eval_recipe.key(), "eval_seed": spec.eval_seed,
-                 "candidates": space.describe(), "budget": spec.budget}
+                 "candidates": space.describe(), "budget": spec.budget,
+                 # what the results depend on, by content: a change refuses the resume (journal.py)
+                 "model_digest": entry_digest(entry), "float_model": problem.fp_tag, "val_samples": spec.val_samples,
+                 "data": [data.name, data.fingerprint], "board_digest": digest(repr(board))}
     from bitswarm.search.executor import make_executor
 
     executor = make_executor(problem.evaluate, spec.workers, spec.ray_address, spec.worker_threads)
-    result = run_search(space, searcher, problem.evaluate, run_dir, signature, screening=settings.screening,
+    result = run_search(space, searcher, problem.evaluate, run_dir, signature, screening=searcher.s.screening,
                         seed=spec.seed, progress=progress, on_eval=on_eval, budget=spec.budget, executor=executor)
     result["fp_val_acc"] = evaluate(fp_model, data.val.subset(spec.val_samples))
+    if not result["feasible"]:  # nothing to fine-tune or export; journal, history.json and result.json stay
+        return result
+    return _winner(entry, data, board, fp_model, fp_state, spec, run_dir, env, progress, arch, result)
+
+
+def _winner(entry: ZooEntry, data: Dataset, board: Board, fp_model, fp_state: dict, spec: SearchSpec,
+            run_dir: Path, env, progress: bool, arch: dict | None, result: dict) -> dict:
+    """The feasible winner: its final fine-tune, FINN re-check and winner dir (each when asked for)."""
     from bitswarm.models import BitConfig
+    from bitswarm.search.runner import write_json
     from bitswarm.train import load_float_weights, train
 
     torch.manual_seed(spec.seed)
@@ -130,9 +214,21 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
         result["final"] = {"val_acc": evaluate(best, data.val), "test_acc": evaluate(best, data.test),
                            "fp_test_acc": evaluate(fp_model, data.test), "recipe": spec.final_recipe.key()}
     if spec.recheck and spec.cost in ("finn", "surrogate") and board.fpga is not None:
-        result["recheck"] = recheck_with_finn(best, best_bits, entry, board, spec, env)
+        from bitswarm.data import normalize
+        from bitswarm.env import read_environment
+        from bitswarm.hw.cost_finn import FinnCost
+        from bitswarm.hw.finn_recheck import recheck_with_finn
+        from bitswarm.hw.finn_verify import VerifyInputs
+
+        cache = (env or read_environment()).cache_dir
+        fps = FinnCost(cache_dir=cache, **cost_options(replace(spec, cost="finn"))).target_fps
+        val = data.val.subset(RECHECK_VERIFY_SAMPLES)  # FINN's build is verified on validation images
+        with torch.no_grad():
+            x = normalize(val.x)
+            inputs = VerifyInputs(x.numpy(), val.y.numpy(), best.eval()(x).argmax(1).numpy())
+        result["recheck"] = recheck_with_finn(best, best_bits, entry, board, spec.constraints, fps, cache, inputs)
     if "final" in result or "recheck" in result:
-        (run_dir / "result.json").write_text(json.dumps(result, indent=2, default=str))
+        write_json(run_dir / "result.json", result)
     if arch is not None:
         from bitswarm.search.compress.artifacts import save_result
 
@@ -145,29 +241,6 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
     return result
 
 
-def recheck_with_finn(model, bits, entry: ZooEntry, board: Board, spec: SearchSpec,
-                      env: Environment | None) -> dict:
-    """FINN's estimate of the *exported* winner (its QONNX file, not the cache), with the search's
-    folding policy: confirms that what will be deployed meets the constraints the search saw."""
-    import tempfile
-
-    from bitswarm.env import read_environment
-    from bitswarm.flows.export import export_qonnx
-    from bitswarm.hw.cost import Cost, total_violation
-    from bitswarm.hw.cost_bitops import bit_metrics
-    from bitswarm.hw.cost_finn import FinnCost
-    from bitswarm.hw.finn_estimate import finn_estimate_onnx
-
-    cache = (env or read_environment()).cache_dir
-    fps = FinnCost(cache_dir=cache, **cost_options(replace(spec, cost="finn"))).target_fps
-    with tempfile.TemporaryDirectory(prefix="bitswarm-recheck-") as tmp:
-        onnx = export_qonnx(model.eval(), entry.input_shape, Path(tmp) / "winner.qonnx.onnx").path
-        est = finn_estimate_onnx(onnx, board, cache, target_fps=fps, entry=entry)
-    cost = Cost(est.source, {**est.values, **bit_metrics(entry, bits).values})
-    return {"source": "finn-estimate of the exported QONNX winner", "target_fps": fps, "values": dict(cost.values),
-            "violation": total_violation(spec.constraints, cost)}
-
-
 def small_search_spec(opts: dict, constraints: tuple[Constraint, ...], cost: str, seed: int, **kw) -> SearchSpec:
     """A small-budget search (the deploy flow's and the compress flow's). ``opts`` may set algo,
     particles, iters, eval_epochs, eval_train and val_samples; ``kw`` other ``SearchSpec`` fields."""
@@ -178,42 +251,3 @@ def small_search_spec(opts: dict, constraints: tuple[Constraint, ...], cost: str
                       eval_recipe=replace(EVAL_RECIPE, epochs=opts.get("eval_epochs", 1),
                                           max_train=opts.get("eval_train", 4000)),
                       val_samples=opts.get("val_samples", 2000), seed=seed, **kw)
-
-
-def run_small_search(cfg, entry: ZooEntry, pkg: Path):
-    """The deploy flow's search: a small budget under the board's default constraint."""
-    from bitswarm.models import BitConfig
-    from bitswarm.workflow import fp_recipe, resolve_model_and_data, scaled, train_float
-
-    _, data, _ = resolve_model_and_data(cfg.model, cfg.dataset, cfg.data_dir, cfg.env, cfg.weights)
-    recipe = scaled(fp_recipe(entry.dataset, entry.name), cfg.fp_epochs)
-    fp = train_float(entry, data, cfg.seed, recipe, cfg.env, progress=True)
-    opts = cfg.search
-    limit = opts.get("max_avg_bits", 3.0)
-    constraints: tuple[Constraint, ...] = (Constraint("avg_bits", limit),)
-    cost = opts.get("cost") or "bitops"
-    if cost == "finn" and cfg.board.fpga is None:
-        cost = "bitops"  # a CPU-only board: the bit metrics alone
-    if cost == "finn":
-        from bitswarm.models.finn_support import UnsupportedForFinnError, check_finn_support
-
-        try:
-            check_finn_support(entry.build(entry.default_bits()))
-        except UnsupportedForFinnError:
-            cost = "bitops"  # the FINN step reports why; the model still deploys through TVM
-    if cost == "finn":  # FINN's estimate must also fit the board within FINN's own utilisation limit
-        constraints += (Constraint("lut", cfg.board.fpga.limit("lut")),)
-    spec = small_search_spec(opts, constraints, cost, cfg.seed, recheck=False)
-    # the deploy searches 2..8 bits whatever the cost, so a CPU-only fallback finds the same kind of winner
-    board = replace(cfg.board, bit_candidates=search_candidates(cfg.board, "finn"))
-    result = search(entry, data, board, fp.model, spec, pkg / "search", cfg.env)
-    history = json.loads((pkg / "search" / "history.json").read_text())
-    from bitswarm.search.journal import Journal
-
-    j = Journal(pkg / "search" / "journal.sqlite", result["signature"])
-    evals = [{"fitness": r.fitness, "violation": r.violation, "cost": r.cost} for r in j.records]
-    j.close()
-    summary = {"algo": spec.algo, "constraint": " and ".join(c.describe() for c in constraints), "cost": cost,
-               "quantity": "avg_bits", "limit": limit,
-               "history": history, "evaluations": evals, "best": result["best"]}
-    return BitConfig.from_dict({"layers": result["best"]["bits"]}), summary

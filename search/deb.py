@@ -13,6 +13,9 @@ def deb_better(fit_a: float, viol_a: float, fit_b: float, viol_b: float) -> bool
     1. a feasible solution beats an infeasible one;
     2. of two feasible solutions, the one with the higher fitness (accuracy) wins;
     3. of two infeasible solutions, the one with the smaller violation wins.
+
+    The fitness of an infeasible solution is never read: such a candidate is not fine-tuned and
+    carries :data:`bitswarm.search.problem.UNTRAINED` (-inf).
     """
     feas_a, feas_b = viol_a <= 0.0, viol_b <= 0.0
     if feas_a != feas_b:

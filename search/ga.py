@@ -33,7 +33,8 @@ from bitswarm.search.space import Position, Space
 
 
 def _fit_viol(ind) -> tuple[float, float]:
-    """pymoo minimises F = -accuracy; G = violation (<= 0 feasible)."""
+    """pymoo minimises F = -accuracy; G = violation (<= 0 feasible). An untrained (infeasible)
+    candidate's fitness is -inf, so its F is +inf, which pymoo orders and Deb's rule never reads."""
     return -float(ind.F[0]), max(0.0, float(ind.G[0]))
 
 

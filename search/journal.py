@@ -3,9 +3,10 @@
 Row ``i`` is the ``i``-th evaluation of the run: (position, fitness, violation, cost, seed, seconds,
 trained). ``trained`` is 0 for a candidate whose cost already violated a constraint, so it was not
 fine-tuned (its fitness is -inf, never read); a journal written before that column existed is
-read as all-trained (the column is added on open). A re-run of the same command replays rows in order instead of evaluating again, so a search
-killed with ``kill -9`` resumes where it was and, the searcher being deterministic given its seed
-and the results it is told, reaches the same final result as an uninterrupted run.
+read as all-trained (the column is added on open). A re-run of the same command replays rows in
+order instead of evaluating again, so a search killed with ``kill -9`` resumes where it was and,
+the searcher being deterministic given its seed and the results it is told, reaches the same
+final result as an uninterrupted run.
 """
 
 from __future__ import annotations

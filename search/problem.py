@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from bitswarm.boards import Board
+from bitswarm.cachekey import entry_digest
 from bitswarm.data import Dataset
 from bitswarm.hw.cost import Constraint, CostModel, total_violation
 from bitswarm.models import BitConfig, ZooEntry
@@ -103,7 +104,8 @@ class QuantProblem:
         cost, violation = self.cost(bits)
         if violation > 0:  # infeasible: no fine-tune, no memo entry
             return Evaluation(UNTRAINED, violation, dict(cost.values), False)
-        key = f"{self.entry.name}|{self.fp_tag}|{bits.key()}|{self.eval_recipe.key()}|{self.val_samples}|{self.seed}"
+        key = "|".join(map(str, (entry_digest(self.entry), self.fp_tag, bits.key(), self.eval_recipe.key(),
+                                  self.val_samples, self.seed)))
         fitness = self.memo.get(key) if self.memo else None
         if fitness is None:
             fitness = self.fine_tune_and_validate(bits)

@@ -3,14 +3,22 @@
 Run directory contents (read by the deploy flow and the report):
 
 ``journal.sqlite``  every evaluation (see :mod:`bitswarm.search.journal`)
-``history.json``    per round: iteration, phase, best fitness, best violation, evaluations
-``best_bits.yaml``  the best configuration by Deb's rule
-``result.json``     settings, best (bits, fitness, violation, cost), evaluations, wall time
+``history.json``    per round: iteration, phase, best fitness, best violation, evaluations (trained), cost_only
+``best_bits.yaml``  the best configuration by Deb's rule (only when it is feasible)
+``result.json``     settings, feasible, best (bits, fitness, violation, cost), evaluations (= evaluations_trained),
+                    evaluations_trained, evaluations_cost_only, unique positions, wall time
+
+An evaluation is *trained* (fine-tuned and validated) or *cost-only* (its cost already violated a
+constraint, so it was not fine-tuned; see :class:`bitswarm.search.problem.Evaluation`). The budget
+counts trained evaluations only; cost-only ones are cheap but not free (a cost model call and a
+journal row), so a run with a budget also stops after ``COST_ONLY_FACTOR * budget`` of them.
+The fitness of an untrained candidate (-inf) is written to the JSON files as null.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import defaultdict, deque
 from dataclasses import asdict
@@ -21,79 +29,161 @@ from tqdm import tqdm
 from bitswarm.search.journal import Journal
 from bitswarm.search.space import Space
 
+COST_ONLY_FACTOR = 20
 
-def _write(path: Path, data) -> None:
+
+def _finite(data):
+    """``data`` with every non-finite float as None: strict JSON has no -inf or NaN."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
+
+
+def write_json(path: Path, data) -> None:
+    """Atomic, strict JSON (non-finite floats as null)."""
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
+    tmp.write_text(json.dumps(_finite(data), indent=2, default=str, allow_nan=False))
     tmp.replace(path)
+
+
+def as_evaluation(res) -> tuple[float, float, dict, bool]:
+    """(fitness, violation, cost, trained); a plain ``(fitness, violation, cost)`` counts as trained."""
+    return float(res[0]), float(res[1]), res[2], bool(res[3]) if len(res) > 3 else True
 
 
 def _replay_index(journal: Journal) -> dict[tuple, deque]:
     """Journalled results by position (a position evaluated k times has k entries, in order)."""
     out: dict[tuple, deque] = defaultdict(deque)
     for rec in journal.records:
-        out[rec.position].append((rec.fitness, rec.violation, rec.cost))
+        out[rec.position].append((rec.fitness, rec.violation, rec.cost, rec.trained))
     return out
+
+
+class _Tally:
+    """Trained and cost-only evaluations; the progress bar counts the trained ones."""
+
+    def __init__(self, bar, on_eval):
+        self.trained = self.cost_only = 0
+        self.bar, self.on_eval = bar, on_eval
+
+    def add(self, trained: bool, fresh: bool) -> None:
+        if fresh and self.on_eval:
+            self.on_eval(self.trained + self.cost_only)
+        if trained:
+            self.trained += 1
+            self.bar.update(1)
+        else:
+            self.cost_only += 1
+
+    def within(self, budget: int | None) -> bool:
+        return budget is None or (self.trained < budget and self.cost_only < COST_ONLY_FACTOR * budget)
+
+
+def _round(space: Space, positions: list, memory: dict, replay: dict, journal: Journal, executor, tally: _Tally,
+           screening: bool, seed: int) -> list:
+    """Results of one round in ask order: memory, journal replay, else evaluated (and journalled)."""
+    results: list = [None] * len(positions)
+    todo: list[int] = []
+    for i, pos in enumerate(positions):
+        if screening and (pos in memory or pos in (positions[j] for j in todo)):
+            continue  # never evaluated twice: filled from memory below
+        if replay.get(pos):  # resume: what the journal already holds is not evaluated again
+            results[i] = replay[pos].popleft()
+            tally.add(results[i][3], fresh=False)
+            memory.setdefault(pos, results[i])
+        else:
+            todo.append(i)
+    for k, res, secs in executor.run([space.to_bits(positions[i]) for i in todo]):
+        i = todo[k]
+        results[i] = as_evaluation(res)
+        journal.append(positions[i], space.to_bits(positions[i]).to_dict()["layers"], *results[i][:3], seed, secs,
+                       results[i][3])
+        tally.add(results[i][3], fresh=True)
+    for i, pos in enumerate(positions):
+        if results[i] is None:
+            results[i] = memory[pos]
+        memory.setdefault(pos, results[i])
+    return results
+
+
+def _postfix(res) -> dict:
+    return {"best": f"{res[0]:.4f}" if res[1] <= 0 else "none feasible", "viol": f"{res[1]:.3f}"}
 
 
 def run_search(space: Space, searcher, evaluate, run_dir: Path, signature: dict, *, screening: bool = True,
                seed: int = 0, progress: bool = True, on_eval=None, budget: int | None = None,
                executor=None) -> dict:
-    """Drive ``searcher`` to its end (or until ``budget`` evaluations, checked between rounds);
-    ``evaluate(bits) -> (fitness, violation, cost dict)``, run by ``executor`` (default: serial)."""
+    """Drive ``searcher`` to its end (or until ``budget`` trained evaluations, checked between rounds);
+    ``evaluate(bits) -> (fitness, violation, cost dict[, trained])``, run by ``executor`` (default: serial).
+    Returns what ``result.json`` holds (an untrained fitness as None)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_run_dir(run_dir)
+    try:
+        return _run_locked(space, searcher, evaluate, run_dir, signature, screening, seed, progress, on_eval,
+                           budget, executor)
+    finally:
+        lock.close()
+
+
+def lock_run_dir(run_dir: Path):
+    """An exclusive lock on ``run_dir`` for the life of a search: a second search on it is refused at once."""
+    import fcntl
+
+    from bitswarm.errors import ConfigError
+
+    f = open(run_dir / ".lock", "w")  # noqa: SIM115 - held until the search ends
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        f.close()
+        raise ConfigError(str(run_dir), "run dir", "another search is running in it",
+                          "wait for it to finish, or use another --run-dir") from e
+    return f
+
+
+def _run_locked(space, searcher, evaluate, run_dir: Path, signature: dict, screening: bool, seed: int, progress: bool,
+                on_eval, budget: int | None, executor) -> dict:
     from bitswarm.search.executor import SerialExecutor
 
-    run_dir.mkdir(parents=True, exist_ok=True)
     journal = Journal(run_dir / "journal.sqlite", signature)
     replay = _replay_index(journal)
     executor = executor or SerialExecutor(evaluate)
-    memory: dict[tuple, tuple[float, float, dict]] = {}
-    calls, history, t0 = 0, [], time.time()
+    memory: dict[tuple, tuple] = {}
+    history, t0 = [], time.time()
     total = budget or searcher.s.particles * (searcher.s.iterations + 1)
-    bar = tqdm(total=total, desc="search", unit="eval", disable=None if progress else True, mininterval=1.0)
+    bar = tqdm(total=total, desc="search (trained)", unit="eval", disable=None if progress else True,
+               mininterval=1.0)
+    tally = _Tally(bar, on_eval)
     try:
-        while not searcher.done() and (budget is None or calls < budget):
-            positions = searcher.ask()
-            results: list = [None] * len(positions)
-            todo: list[int] = []
-            for i, pos in enumerate(positions):
-                if screening and (pos in memory or pos in (positions[j] for j in todo)):
-                    continue  # never evaluated twice: filled from memory below
-                if replay.get(pos):  # resume: what the journal already holds is not evaluated again
-                    results[i] = replay[pos].popleft()
-                    calls += 1
-                    bar.update(1)
-                    memory.setdefault(pos, results[i])
-                else:
-                    todo.append(i)
-            for k, res, secs in executor.run([space.to_bits(positions[i]) for i in todo]):
-                i = todo[k]
-                journal.append(positions[i], space.to_bits(positions[i]).to_dict()["layers"], res[0], res[1], res[2],
-                               seed, secs)
-                results[i] = res
-                if on_eval:
-                    on_eval(calls)
-                calls += 1
-                bar.update(1)
-            for i, pos in enumerate(positions):
-                if results[i] is None:
-                    results[i] = memory[pos]
-                memory.setdefault(pos, results[i])
+        while not searcher.done() and tally.within(budget):
             phase = getattr(searcher, "phase", "move")
+            results = _round(space, searcher.ask(), memory, replay, journal, executor, tally, screening, seed)
             searcher.tell([r[:2] for r in results])
             history.append({"iteration": len(history), "phase": phase, "best_fitness": searcher.gb_res[0],
-                            "best_violation": searcher.gb_res[1], "evaluations": calls})
-            bar.set_postfix(best=f"{searcher.gb_res[0]:.4f}", viol=f"{searcher.gb_res[1]:.3f}")
+                            "best_violation": searcher.gb_res[1], "evaluations": tally.trained,
+                            "cost_only": tally.cost_only})
+            bar.set_postfix(**_postfix(searcher.gb_res), cost_only=tally.cost_only)
     finally:
         bar.close()
         journal.close()
         executor.close()
+    return _finish(space, searcher, run_dir, signature, memory, history, tally, time.time() - t0)
+
+
+def _finish(space: Space, searcher, run_dir: Path, signature: dict, memory: dict, history: list, tally: _Tally,
+            wall: float) -> dict:
     best_bits = space.to_bits(searcher.gb)
-    best_bits.save(run_dir / "best_bits.yaml")
-    result = {"signature": signature, "settings": asdict(searcher.s), "best": {
-        "bits": best_bits.to_dict()["layers"], "fitness": searcher.gb_res[0], "violation": searcher.gb_res[1],
-        "cost": memory[searcher.gb][2]}, "evaluations": calls, "unique_positions": len(memory),
-        "wall_s": round(time.time() - t0, 2)}
-    _write(run_dir / "history.json", history)
-    _write(run_dir / "result.json", result)
-    return result
+    fitness, violation = searcher.gb_res
+    if violation <= 0:  # an infeasible best is in result.json, not offered as a configuration to use
+        best_bits.save(run_dir / "best_bits.yaml")
+    result = {"signature": signature, "settings": asdict(searcher.s), "feasible": violation <= 0, "best": {
+        "bits": best_bits.to_dict()["layers"], "fitness": fitness, "violation": violation,
+        "cost": memory[searcher.gb][2]}, "evaluations": tally.trained, "evaluations_trained": tally.trained,
+        "evaluations_cost_only": tally.cost_only, "unique_positions": len(memory), "wall_s": round(wall, 2)}
+    write_json(run_dir / "history.json", history)
+    write_json(run_dir / "result.json", result)
+    return _finite(result)

@@ -9,8 +9,8 @@ import torch
 from bitswarm.cli import main
 from bitswarm.data import load_dataset
 from bitswarm.errors import ConfigError, DataError
-from bitswarm.flows.export import export_qonnx
 from bitswarm.models import get_model
+from bitswarm.models.export import export_qonnx
 from bitswarm.models.finn_support import UnsupportedForFinnError, check_finn_support
 
 FIX = Path(__file__).parent / "fixtures"

@@ -23,6 +23,7 @@ class FakeFinn:
     steps: list
     estimates: Cost
     missing_tool: str | None
+    verification: dict | None = None
 
 
 @dataclass
@@ -111,8 +112,8 @@ def test_bad_config_fails_before_work(tmp_path, tiny_mnist_dir, doubles):
 
 
 def test_deploy_a_qonnx_file_without_search(tmp_path, tiny_mnist_dir, doubles):
-    from bitswarm.flows.export import export_qonnx
     from bitswarm.models import get_model
+    from bitswarm.models.export import export_qonnx
 
     e = get_model("tfc")
     onnx = export_qonnx(e.build(e.uniform_bits(2, 2)), e.input_shape, tmp_path / "user.onnx").path

@@ -1,7 +1,7 @@
 import pytest
 
-from bitswarm.flows.export import export_qonnx
 from bitswarm.models import get_model
+from bitswarm.models.export import export_qonnx
 
 
 @pytest.mark.parametrize("name", ["tfc", "cnv"])

@@ -42,8 +42,8 @@ def test_board_without_fpga_is_refused(cache):
 
 def test_finn_flow_generates_sources_and_names_the_missing_vendor_tool(cache, tmp_path):
     from bitswarm.env import Environment
-    from bitswarm.flows.export import export_qonnx
     from bitswarm.flows.finn import build_finn
+    from bitswarm.models.export import export_qonnx
 
     e = get_model("tfc")
     onnx = export_qonnx(e.build(e.uniform_bits(2, 2, keep_first_last=True)), e.input_shape, tmp_path / "m.onnx").path

@@ -54,9 +54,9 @@ def test_constant_reference_proves_nothing_and_is_refused():
 def tfc_build(tmp_path_factory):
     """A FINN build (estimate steps) of TFC w2a2 from the shipped trained float weights."""
     from bitswarm.boards import load_board
-    from bitswarm.flows.export import export_qonnx
     from bitswarm.flows.finn import build_finn
     from bitswarm.models import get_model
+    from bitswarm.models.export import export_qonnx
     from bitswarm.train import load_float_weights
 
     tmp = tmp_path_factory.mktemp("verify")

@@ -28,6 +28,9 @@ def test_deb_rule_truth_table():
     assert deb_better(0.9, 0.0, 0.8, 0.0) and not deb_better(0.8, 0.0, 0.9, 0.0)  # both feasible: fitness
     assert deb_better(0.1, 0.2, 0.9, 0.3) and not deb_better(0.9, 0.3, 0.1, 0.2)  # both infeasible: violation
     assert not deb_better(0.5, 0.0, 0.5, 0.0)  # ties do not replace
+    inf = float("-inf")  # the fitness of an untrained (infeasible) candidate is never read
+    assert deb_better(0.1, 0.0, inf, 0.5) and not deb_better(inf, 0.5, 0.1, 0.0)
+    assert deb_better(inf, 0.2, 0.9, 0.3) and not deb_better(0.9, 0.3, inf, 0.2)
 
 
 def _space():

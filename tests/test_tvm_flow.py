@@ -14,9 +14,9 @@ pytest.importorskip("tvm")
 
 from bitswarm.boards import CpuSpec, load_board  # noqa: E402
 from bitswarm.errors import ConfigError, ToolMissingError  # noqa: E402
-from bitswarm.flows.export import export_qonnx  # noqa: E402
 from bitswarm.flows.tvm import compile_tvm  # noqa: E402
 from bitswarm.models import get_model  # noqa: E402
+from bitswarm.models.export import export_qonnx  # noqa: E402
 
 pytestmark = pytest.mark.tvm
 RUNNER = Path(__file__).resolve().parents[1] / "flows" / "tvm_runner.py"

@@ -21,7 +21,8 @@ def finished_run(run_dir: Path, spec) -> dict | None:
     same = (sig.get("algo") == spec.algo and sig.get("seed") == spec.seed and sig.get("budget") == spec.budget
             and sig.get("eval_recipe") == spec.eval_recipe.key() and sig.get("eval_seed") == spec.eval_seed
             and sig.get("constraints") == [c.describe() for c in spec.constraints])
-    final_ok = spec.final_recipe is None or r.get("final", {}).get("recipe") == spec.final_recipe.key()
+    final_ok = (spec.final_recipe is None or r.get("feasible") is False  # an infeasible run has no final fine-tune
+                or r.get("final", {}).get("recipe") == spec.final_recipe.key())
     return r if same and final_ok else None
 
 
@@ -33,7 +34,7 @@ def cmd_compare(args) -> int:
         args.eval_seed = None
     from bitswarm.boards import load_board
     from bitswarm.env import read_environment
-    from bitswarm.search.api import SearchSpec, check_constraints, search
+    from bitswarm.search.api import SearchSpec, check_constraints, check_feasible, search
     from bitswarm.search.bbpso import BBPSOSettings
     from bitswarm.search.journal import check_journal_file
     from bitswarm.search.problem import EVAL_RECIPE
@@ -46,6 +47,7 @@ def cmd_compare(args) -> int:
     args.cost = resolve_cost(args, constraints, board)
     check_constraints(args.cost, constraints)
     entry, data, _ = resolve_model_and_data(args.model, args.dataset, args.data_dir, env, args.weights)
+    check_feasible(entry, board, SearchSpec(cost=args.cost, constraints=constraints))  # before any training
     algos = [a.strip() for a in args.algos.split(",")]
     for algo in algos:  # a corrupt journal of an earlier comparison is found before any training
         for seed in range(args.seeds):
@@ -72,11 +74,9 @@ def cmd_compare(args) -> int:
             best = r["best"]
             results[algo].append(best["fitness"] if best["violation"] == 0 else 0.0)
             test = r.get("final", {}).get("test_acc")
-            if test is not None:
-                tests[algo].append(test if best["violation"] == 0 else 0.0)
-            print(f"{algo} seed {seed}: val {best['fitness']:.4f} violation {best['violation']:.3g} "
-                  f"({r['evaluations']} evaluations, {r['wall_s']:.0f} s)"
-                  + (f"; after final fine-tune: test {test:.4f}" if test is not None else ""), flush=True)
+            if final is not None:  # an infeasible run has no final fine-tune: it scores 0, as on validation
+                tests[algo].append(test if test is not None and best["violation"] == 0 else 0.0)
+            print(_run_line(algo, seed, r, test), flush=True)
     rows = summarize(results, algos[0])
     report = {"results": results, "table": rows, "command": args.command_line}
     text = "Best feasible validation accuracy (search fitness):\n\n" + markdown(rows)
@@ -89,6 +89,14 @@ def cmd_compare(args) -> int:
     (out / "compare.md").write_text(text)
     print(text)
     return 0
+
+
+def _run_line(algo: str, seed: int, r: dict, test: float | None) -> str:
+    best = r["best"]
+    val = f"val {best['fitness']:.4f}" if best["violation"] == 0 else "no feasible configuration"
+    return (f"{algo} seed {seed}: {val} violation {best['violation']:.3g} ({r['evaluations']} trained + "
+            f"{r.get('evaluations_cost_only', 0)} cost-only evaluations, {r['wall_s']:.0f} s)"
+            + (f"; after final fine-tune: test {test:.4f}" if test is not None else ""))
 
 
 def register(sub) -> None:
@@ -105,7 +113,8 @@ def register(sub) -> None:
     sp.add_argument("--iters", type=positive_int, default=5)
     sp.add_argument("--gamma", type=int, default=2)
     sp.add_argument("--budget", type=positive_int, default=None,
-                    help="equal evaluation budget per run (overrides --iters)")
+                    help="equal budget of trained evaluations per run (overrides --iters); candidates whose "
+                         "cost already violates a constraint are not trained and cost no budget")
     sp.add_argument("--eval-epochs", type=int, default=1)
     sp.add_argument("--eval-train-samples", type=int, default=2000)
     sp.add_argument("--val-samples", type=int, default=1000)

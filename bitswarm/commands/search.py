@@ -7,10 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from bitswarm.commands.core import add_common, positive_int
-from bitswarm.errors import ConfigError
-
-SHORTCUTS = {"max_avg_bits": "avg_bits", "max_latency_ms": "latency_ms", "max_lut": "lut",
-             "max_bram18": "bram18", "max_dsp": "dsp", "max_bops": "bops"}
+from bitswarm.errors import BitswarmError, ConfigError
+from bitswarm.hw.cost import SHORTCUTS
 
 
 def resolve_cost(args, constraints, board) -> str:
@@ -63,11 +61,9 @@ def add_executor_args(sp) -> None:
 def cmd_search(args) -> int:
     from bitswarm.boards import load_board
     from bitswarm.env import read_environment
-    from bitswarm.search.api import SearchSpec, check_constraints, search
-    from bitswarm.search.bbpso import BBPSOSettings
+    from bitswarm.search.api import check_constraints, check_feasible, search
     from bitswarm.search.journal import check_journal_file
-    from bitswarm.search.problem import EVAL_RECIPE
-    from bitswarm.workflow import fp_recipe, qat_recipe, scaled, set_threads, train_float
+    from bitswarm.workflow import fp_recipe, set_threads, train_float
 
     set_threads(args.threads)
     constraints = parse_constraints(args)
@@ -76,36 +72,70 @@ def cmd_search(args) -> int:
     check_constraints(args.cost, constraints)  # before any long work
     env = read_environment()
     entry, data, fp_model, arch = _model_to_search(args, env)
-    settings = BBPSOSettings(particles=args.particles, iterations=args.iters, importance_init=not args.no_init,
-                             screening=not args.no_screening, local_search=not args.no_local_search,
-                             gamma=args.gamma, r_changes=args.r, alpha=args.alpha, beta=args.beta)
-    final = scaled(qat_recipe(entry.dataset), args.final_epochs) if args.final_epochs != 0 else None
-    spec = SearchSpec(algo=args.algo, settings=settings, cost=args.cost, constraints=constraints,
-                      eval_recipe=replace(EVAL_RECIPE, epochs=args.eval_epochs, max_train=args.eval_train_samples),
-                      val_samples=args.val_samples, final_recipe=final, seed=args.seed, budget=args.budget,
-                      workers=args.workers, ray_address=args.ray_address)
+    spec = _spec(args, entry, constraints)
     if args.cost in ("finn", "surrogate"):  # what FINN cannot map is found before any long work
         from bitswarm.models.finn_support import check_finn_support
 
         check_finn_support(entry.build(entry.default_bits()))
-    if args.cost == "surrogate":  # a missing or mismatched calibration is found before any long work
-        from bitswarm.hw.cost import get_cost_model
-
-        calibrated = get_cost_model("surrogate").surrogate_for(entry, board).candidates
-        kept = tuple(b for b in board.bit_candidates if b in calibrated)
-        if kept != board.bit_candidates:  # as the deploy's FINN search: 1-bit is not in a mixed FINN config
-            print(f"--cost surrogate: searching the calibrated bit-widths {', '.join(map(str, kept))} "
-                  f"(board candidates {', '.join(map(str, board.bit_candidates))})")
-            board = replace(board, bit_candidates=kept)
+    if args.cost == "surrogate":
+        board = _calibrated_board(entry, board)
+    check_feasible(entry, board, spec)  # a constraint no configuration meets is refused before any training
     run_dir = Path(args.run_dir or f"runs/{Path(entry.name.split(':')[0]).stem}-{board.name}-{args.algo}-s{args.seed}")
     check_journal_file(run_dir / "journal.sqlite")  # a corrupt journal is found before any training
     if fp_model is None:
         fp_model = train_float(entry, data, args.seed, fp_recipe(entry.dataset, entry.name), env).model
     r = search(entry, data, board, fp_model, spec, run_dir, env, arch=arch)
+    if not r["feasible"]:
+        raise BitswarmError(infeasible_line(r, constraints, run_dir))
+    _print_result(r, constraints, run_dir)
+    return 0
+
+
+def _spec(args, entry, constraints):
+    from bitswarm.search.api import SearchSpec
+    from bitswarm.search.bbpso import BBPSOSettings
+    from bitswarm.search.problem import EVAL_RECIPE
+    from bitswarm.workflow import qat_recipe, scaled
+
+    settings = BBPSOSettings(particles=args.particles, iterations=args.iters, importance_init=not args.no_init,
+                             screening=not args.no_screening, local_search=not args.no_local_search,
+                             gamma=args.gamma, r_changes=args.r, alpha=args.alpha, beta=args.beta)
+    final = scaled(qat_recipe(entry.dataset), args.final_epochs) if args.final_epochs != 0 else None
+    return SearchSpec(algo=args.algo, settings=settings, cost=args.cost, constraints=constraints,
+                      eval_recipe=replace(EVAL_RECIPE, epochs=args.eval_epochs, max_train=args.eval_train_samples),
+                      val_samples=args.val_samples, final_recipe=final, seed=args.seed, budget=args.budget,
+                      workers=args.workers, ray_address=args.ray_address)
+
+
+def _calibrated_board(entry, board):
+    """A missing or mismatched calibration is found before any long work; 1-bit is not in a mixed
+    FINN configuration, so the search keeps the calibrated bit-widths (as the deploy's FINN search)."""
+    from bitswarm.hw.cost import get_cost_model
+
+    calibrated = get_cost_model("surrogate").surrogate_for(entry, board).candidates
+    kept = tuple(b for b in board.bit_candidates if b in calibrated)
+    if kept != board.bit_candidates:
+        print(f"--cost surrogate: searching the calibrated bit-widths {', '.join(map(str, kept))} "
+              f"(board candidates {', '.join(map(str, board.bit_candidates))})")
+        board = replace(board, bit_candidates=kept)
+    return board
+
+
+def infeasible_line(r: dict, constraints, run_dir) -> str:
+    """One line: no feasible configuration, by how much the best one violates, what was kept."""
+    cost = r["best"]["cost"]
+    over = ", ".join(f"{c.quantity}={cost[c.quantity]:.4g} (limit {c.limit:g})" for c in constraints
+                     if cost.get(c.quantity, c.limit) > c.limit)
+    return (f"no feasible configuration in {r['evaluations_trained']} trained + {r['evaluations_cost_only']} "
+            f"cost-only evaluations: the best violates the constraints by {r['best']['violation']:.3g} (relative "
+            f"excess; {over}); no winner exported; journal, history.json and result.json kept in {run_dir}")
+
+
+def _print_result(r: dict, constraints, run_dir) -> None:
     best = r["best"]
-    print(f"best ({r['evaluations']} evaluations, {r['wall_s']:.0f} s): val {best['fitness']:.2%}, "
-          f"violation {best['violation']:.3g}, " + ", ".join(f"{c.quantity}={best['cost'][c.quantity]:.4g}"
-                                                              for c in constraints))
+    print(f"best ({r['evaluations_trained']} trained + {r['evaluations_cost_only']} cost-only evaluations, "
+          f"{r['wall_s']:.0f} s): val {best['fitness']:.2%}, violation {best['violation']:.3g}, "
+          + ", ".join(f"{c.quantity}={best['cost'][c.quantity]:.4g}" for c in constraints))
     if "final" in r:
         f = r["final"]
         print(f"after final fine-tune: val {f['val_acc']:.2%}, test {f['test_acc']:.2%} "
@@ -118,7 +148,6 @@ def cmd_search(args) -> int:
     if "winner_dir" in r:
         print(f"winner: {r['winner_dir']} (continue with `bitswarm finetune|cluster --from` it, or --export)")
     print(f"run dir: {run_dir}")
-    return 0
 
 
 def _model_to_search(args, env):
@@ -153,7 +182,8 @@ def register(sub) -> None:
     sp.add_argument("--particles", type=positive_int, default=15, help="swarm size N (Table 4: 15)")
     sp.add_argument("--iters", type=positive_int, default=20, help="iterations T (Table 4: 20)")
     sp.add_argument("--budget", type=positive_int, default=None,
-                    help="stop after this many evaluations (between rounds)")
+                    help="stop after this many trained evaluations (between rounds); a candidate whose cost "
+                         "already violates a constraint is not trained and costs no budget")
     sp.add_argument("--gamma", type=int, default=5, help="local search every GAMMA iterations")
     sp.add_argument("--r", type=int, default=2, help="positions changed by the local search")
     sp.add_argument("--alpha", type=float, default=4.0, help="Eq. 5 normalisation range")

@@ -22,8 +22,8 @@ def _entry_bits(args):
 
 
 def cmd_build(args) -> int:
-    from bitswarm.flows.export import export_qonnx
     from bitswarm.flows.tvm import compile_tvm
+    from bitswarm.models.export import export_qonnx
 
     entry, bits, board = _entry_bits(args)
     out = Path(args.out)

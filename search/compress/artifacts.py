@@ -51,7 +51,7 @@ def save_result(out: str | Path, model: nn.Module, bits: BitConfig, arch: dict, 
     bits.save(out / "bits.yaml")
     _write_json(out / "arch.json", arch)
     if input_shape is not None:
-        from bitswarm.flows.export import export_qonnx
+        from bitswarm.models.export import export_qonnx
 
         meta = {**meta, "qonnx": str(export_qonnx(model, input_shape, out / "model.onnx").path)}
     _write_json(out / "meta.json", meta)

@@ -124,7 +124,7 @@ def step_finetune(state: State, cfg: CompressConfig) -> State:
 
 
 def step_export(state: State, cfg: CompressConfig) -> State:
-    from bitswarm.flows.export import export_qonnx
+    from bitswarm.models.export import export_qonnx
     from bitswarm.search.compress import nets
     from bitswarm.train import evaluate
 
