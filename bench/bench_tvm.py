@@ -42,8 +42,8 @@ def bench_model(name: str, w: int, a: int, repeat: int, threads: list[int], tmp:
     import onnxruntime as ort
 
     from bitswarm.boards import load_board
-    from bitswarm.flows.tvm import compile_tvm
-    from bitswarm.flows.tvm_runner import measure
+    from bitswarm.hw.tvm_build import compile_tvm
+    from bitswarm.hw.tvm_runner import measure
     from bitswarm.models import get_model
     from bitswarm.models.export import export_qonnx
 
@@ -87,8 +87,8 @@ def bench_model(name: str, w: int, a: int, repeat: int, threads: list[int], tmp:
 
 def bits_sweep(name: str, widths: list[int], repeat: int, tmp: Path) -> list[dict]:
     from bitswarm.boards import load_board
-    from bitswarm.flows.tvm import compile_tvm
-    from bitswarm.flows.tvm_runner import measure
+    from bitswarm.hw.tvm_build import compile_tvm
+    from bitswarm.hw.tvm_runner import measure
     from bitswarm.models import get_model
     from bitswarm.models.export import export_qonnx
 

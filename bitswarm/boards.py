@@ -15,11 +15,11 @@ from typing import Any
 import yaml
 
 from bitswarm.errors import ConfigError
-from bitswarm.models.bitconfig import ALL_BITS
 
 RESOURCES = ("lut", "ff", "bram18", "dsp", "uram")
 OPTIONAL_RESOURCES = ("uram",)  # 0 on parts without it (Zynq-7000); every other resource must be > 0
-TVM_TARGET_KINDS = ("llvm", "cuda")  # what flows/tvm.py builds for
+ALL_BITS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 16, 32)  # every bit-width a layer may use (32 = float)
+TVM_TARGET_KINDS = ("llvm", "cuda")  # what hw/tvm_build.py builds for
 _SAFE_PATH = re.compile(r"[A-Za-z0-9_.+@,/][A-Za-z0-9_.+@,/-]*")
 SHELLS = ("vivado_zynq", "vitis_alveo")
 _UNITS = {

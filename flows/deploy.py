@@ -175,11 +175,11 @@ def step_tvm(state: State, cfg: DeployConfig) -> State:
     if not cfg.tvm:
         return {**state, "tvm": []}
     from bitswarm.boards import load_board
-    from bitswarm.flows.tvm import compile_tvm, is_host_target
+    from bitswarm.hw.tvm_build import compile_tvm, is_host_target
 
     pkg = _pkg(state)
     (pkg / "runner").mkdir(exist_ok=True)
-    shutil.copyfile(Path(__file__).with_name("tvm_runner.py"), pkg / "runner" / "tvm_runner.py")
+    shutil.copyfile(Path(__file__).resolve().parent.parent / "hw" / "tvm_runner.py", pkg / "runner" / "tvm_runner.py")
     shape = tuple(state["input_shape"])
     items = []
     boards = [cfg.board] if is_host_target(cfg.board.cpu.tvm_target) else [cfg.board, load_board("host")]

@@ -1,6 +1,6 @@
 """``--cost tvm``: latency of the configured model compiled with TVM for the board's CPU, over RPC.
 
-Each configuration is exported (Brevitas -> QONNX), compiled (:func:`bitswarm.flows.tvm.compile_tvm`
+Each configuration is exported (Brevitas -> QONNX), compiled (:func:`bitswarm.hw.tvm_build.compile_tvm`
 for ``board.cpu.tvm_target``) and timed with ``time_evaluator`` through TVM's RPC: the board's
 ``rpc.host:port``, or -- for the ``host`` board (``rpc.start_local``) -- a server bitswarm starts
 on 127.0.0.1 and stops on :meth:`TvmLatencyCost.close` (or at exit). ``latency_ms`` is the median
@@ -84,7 +84,7 @@ class TvmLatencyCost:
     # ---- measurement -----------------------------------------------------------------------
     def measure(self, entry: ZooEntry, bits: BitConfig, board: Board) -> dict:
         """Export, compile and time one configuration (no cache)."""
-        from bitswarm.flows.tvm import compile_tvm
+        from bitswarm.hw.tvm_build import compile_tvm
         from bitswarm.hw.tvm_rpc import measure_rpc
         from bitswarm.models.export import export_qonnx
 

@@ -1,7 +1,7 @@
 """A calibrated per-layer TVM latency table: microsecond answers for a search, error reported.
 
 TVM computes in float32 whatever the bit-widths (QDQ is dequantized), and the TVM flow folds
-quantized weights into float constants at compile time (:mod:`bitswarm.flows.tvm_lower`), so
+quantized weights into float constants at compile time (:mod:`bitswarm.hw.tvm_lower`), so
 weight bits have no runtime term. What an activation's bit-width changes is the quantizer code
 after the layer, which depends on how it is lowered, not on the exact width. Each layer's
 activation bits therefore fall into a *lowering class*: ``float`` (32, no quantizer),

@@ -17,10 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from bitswarm.boards import ALL_BITS  # the candidate set of the design card; 32 = float
 from bitswarm.errors import ConfigError
-
-#: The candidate set of the design card. 32 = float (unquantized).
-ALL_BITS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 16, 32)
 
 
 @dataclass(frozen=True)

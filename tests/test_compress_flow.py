@@ -3,8 +3,8 @@
 import json
 
 from bitswarm.env import Environment
+from bitswarm.flows.compress import CompressConfig, run_compress
 from bitswarm.search.compress import artifacts
-from bitswarm.search.compress.flow import CompressConfig, run_compress
 
 
 def test_flow_chains_stages_and_exports(tiny_mnist_dir, tmp_path):

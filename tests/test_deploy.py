@@ -53,7 +53,7 @@ def doubles(monkeypatch):
         return FakeTvm(out_dir / "model.so", board.cpu.tvm_target, input_shape, None, 0.1)
 
     monkeypatch.setitem(sys.modules, "bitswarm.flows.finn", types.SimpleNamespace(build_finn=build_finn))
-    monkeypatch.setitem(sys.modules, "bitswarm.flows.tvm",
+    monkeypatch.setitem(sys.modules, "bitswarm.hw.tvm_build",
                         types.SimpleNamespace(compile_tvm=compile_tvm, is_host_target=lambda target: False))
 
 
@@ -89,7 +89,7 @@ def test_failed_or_interrupted_deploy_leaves_no_package(tmp_path, tiny_mnist_dir
     def broken(*a, **k):
         raise RuntimeError("arm-linux-gnueabihf-g++ not found")
 
-    sys.modules["bitswarm.flows.tvm"].compile_tvm = broken
+    sys.modules["bitswarm.hw.tvm_build"].compile_tvm = broken
     with pytest.raises(StepError, match="step 'tvm' failed: arm-linux-gnueabihf-g"):
         D.deploy(_cfg(tmp_path, tiny_mnist_dir))
     assert list((tmp_path / "deploy" / "pynq-z2").iterdir()) == []
@@ -97,7 +97,7 @@ def test_failed_or_interrupted_deploy_leaves_no_package(tmp_path, tiny_mnist_dir
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    sys.modules["bitswarm.flows.tvm"].compile_tvm = interrupted
+    sys.modules["bitswarm.hw.tvm_build"].compile_tvm = interrupted
     with pytest.raises(KeyboardInterrupt):
         D.deploy(_cfg(tmp_path, tiny_mnist_dir))
     assert list((tmp_path / "deploy" / "pynq-z2").iterdir()) == []

@@ -81,7 +81,7 @@ def _package(tmp_path) -> Path:
     (pkg / "runner").mkdir(parents=True)
     (pkg / "tvm").mkdir()
     (pkg / "tvm" / "model.so").write_bytes(b"lib")
-    runner = Path(__file__).parents[1] / "flows" / "tvm_runner.py"
+    runner = Path(__file__).parents[1] / "hw" / "tvm_runner.py"
     if runner.exists():  # the real runner needs a real library: a one-op Relax module (y = x + 1)
         _tiny_tvm_library(pkg / "tvm" / "model.so", (1, 1, 28, 28))
         shutil.copy(runner, pkg / "runner" / "tvm_runner.py")

@@ -14,12 +14,12 @@ pytest.importorskip("tvm")
 
 from bitswarm.boards import CpuSpec, load_board  # noqa: E402
 from bitswarm.errors import ConfigError, ToolMissingError  # noqa: E402
-from bitswarm.flows.tvm import compile_tvm  # noqa: E402
+from bitswarm.hw.tvm_build import compile_tvm  # noqa: E402
 from bitswarm.models import get_model  # noqa: E402
 from bitswarm.models.export import export_qonnx  # noqa: E402
 
 pytestmark = pytest.mark.tvm
-RUNNER = Path(__file__).resolve().parents[1] / "flows" / "tvm_runner.py"
+RUNNER = Path(__file__).resolve().parents[1] / "hw" / "tvm_runner.py"
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_tuning_applies_meta_schedule_and_stays_correct(tmp_path):
 
 
 def test_tuning_a_cross_target_is_one_clear_error(tfc_qonnx, tmp_path):
-    from bitswarm.flows.tvm import TvmTuneUnavailableError
+    from bitswarm.hw.tvm_build import TvmTuneUnavailableError
 
     if shutil.which("arm-linux-gnueabihf-g++") is None:
         pytest.skip("needs g++-arm-linux-gnueabihf")

@@ -22,7 +22,7 @@ def _entry_bits(args):
 
 
 def cmd_build(args) -> int:
-    from bitswarm.flows.tvm import compile_tvm
+    from bitswarm.hw.tvm_build import compile_tvm
     from bitswarm.models.export import export_qonnx
 
     entry, bits, board = _entry_bits(args)

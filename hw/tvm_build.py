@@ -28,7 +28,7 @@ import numpy as np
 
 from bitswarm.boards import Board
 from bitswarm.errors import BitswarmError, ConfigError, ToolMissingError
-from bitswarm.flows.tvm_lower import to_qcdq
+from bitswarm.hw.tvm_lower import to_qcdq
 
 TARGET_KINDS = ("llvm", "cuda")
 
@@ -189,7 +189,7 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
     latency-only builds). ``tune`` runs MetaSchedule for ``tune_trials`` trials on this CPU
     (host targets only; :func:`tune_module`).
     ``lowering``: ``qcdq`` (QuantizeLinear/Clip/DequantizeLinear) or ``float`` (the same quantizers as
-    plain float ops; see :func:`bitswarm.flows.tvm_lower.to_qcdq`).
+    plain float ops; see :func:`bitswarm.hw.tvm_lower.to_qcdq`).
     Writes ``<name>.json`` (target, input) next to the library.
     """
     t0 = time.time()
@@ -223,7 +223,7 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
                                  f"(tolerance {atol:g}); the library was removed")
     latency = None
     if verify and is_host_target(target_dict):
-        from bitswarm.flows.tvm_runner import measure
+        from bitswarm.hw.tvm_runner import measure
 
         latency = measure(lib, shape, repeat=20)["latency_ms_median"]
     info = {"target": target_dict, "input_name": iname, "input_shape": list(shape), "dtype": "float32",

@@ -8,7 +8,7 @@ Needs only numpy and a TVM runtime (``import tvm``), so it runs on a board::
 The last line of stdout is JSON: ``latency_ms_mean``, ``latency_ms_median``, ``latency_ms_std``,
 ``latency_ms_min``, ``repeat``, ``number``, ``threads``, ``output_shape``, ``device``. Errors go
 to stderr as one line with exit status 2. Without ``--shape`` the shape is read from the
-``<lib>.json`` written next to the library by ``bitswarm.flows.tvm``.
+``<lib>.json`` written next to the library by ``bitswarm.hw.tvm_build``.
 """
 
 from __future__ import annotations
