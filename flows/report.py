@@ -187,6 +187,9 @@ def build_sections(s: dict) -> list[tuple[str, str, str]]:
         out.append(("FINN flow", f"<p>{html.escape(note)}</p>", note + "\n"))
     if finn.get("verification"):
         out.append(("Verification: FINN's graphs against the QONNX model", *verification_section(finn["verification"])))
+    elif finn.get("total"):
+        note = "FINN's build was NOT verified against the QONNX model (deployed with --verify-samples 0)."
+        out.append(("Verification: FINN's graphs against the QONNX model", f"<p>{note}</p>", note + "\n"))
     if s.get("tvm"):
         rows = [{"target": t.get("target"), "latency ms": t.get("latency_ms"), "binary": t.get("lib")}
                 for t in s["tvm"]]

@@ -8,7 +8,7 @@ import pytest
 
 from bitswarm.boards import load_board
 from bitswarm.models import get_model
-from bitswarm.models.finn_support import FINN_BITS, padded_conv_inputs
+from bitswarm.models.finn_support import FINN_BITS, padded_conv_inputs, pooled_activations
 from bitswarm.search.api import SEARCHERS, build_space, make_searcher
 from bitswarm.search.bbpso import BBPSOSettings, random_position
 from bitswarm.search.space import Space
@@ -20,11 +20,11 @@ def _user_cnn():
     return get_model(f"{FIX}/byom_cnn.py:build", dataset="cifar10")
 
 
-def test_finn_space_is_1_to_8_bits_with_no_1_bit_activation_before_a_padded_conv():
+def test_finn_space_is_1_to_8_bits_with_no_1_bit_activation_before_a_padded_conv_or_a_maxpool():
     entry = get_model("smallcnn")
     space = build_space(entry, load_board("pynq-z2"), "finn")
-    padded = padded_conv_inputs(entry)
-    assert padded >= {"input_quant", "conv0"}
+    padded = padded_conv_inputs(entry) | pooled_activations(entry)
+    assert padded >= {"input_quant", "conv0", "conv2"}
     for (name, kind), choice in zip(space.variables, space.choices, strict=True):
         assert set(choice) <= set(FINN_BITS)
         assert (1 in choice) == (not (kind == "a" and name in padded)), (name, kind, choice)

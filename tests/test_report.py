@@ -72,3 +72,18 @@ def test_report_renders_in_headless_chromium(tmp_path):
     colourful = ((img.max(axis=2) - img.min(axis=2)) > 60).mean()
     assert colourful > 0.005, "no coloured plots visible"
     Path(tmp_path / "keep").write_text(str(png))
+
+
+def test_report_has_a_verification_section_with_levels_inputs_and_the_three_accuracies(tmp_path):
+    s = _summary()
+    s["finn"]["verification"] = {
+        "levels": [{"level": lv, "step": st, "n": 1000, "max_abs_diff": 3e-7, "integer": False, "top1_agree": 1.0,
+                    "ok": True} for lv, st in (("tidy-up", "step_tidy_up"), ("folded", "step_minimize_bit_width"))],
+        "n_inputs": 1000, "reference_spread": 9.5, "seconds": 21.3,
+        "accuracy": {"pytorch": 0.9713, "qonnx": 0.9712, "finn_hw": 0.9712}}
+    md = render(s, tmp_path)["md"].read_text()
+    sec = md[md.index("## Verification"):]
+    assert "on 1000 test images" in sec and "step_minimize_bit_width" in sec
+    assert "PyTorch 97.13%, QONNX 97.12%, FINN hardware-layer graph 97.12%" in sec
+    del s["finn"]["verification"]
+    assert "NOT verified" in render(s, tmp_path)["md"].read_text()

@@ -22,6 +22,16 @@ def run_id(text: str) -> str:
     return text
 
 
+def non_negative_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
+    return n
+
+
 def cmd_deploy(args) -> int:
     from bitswarm.boards import load_board
     from bitswarm.env import read_environment
@@ -37,7 +47,8 @@ def cmd_deploy(args) -> int:
                        data_dir=args.data_dir, weights=args.weights, bits_file=args.config, qonnx=args.qonnx,
                        seed=args.seed, search={"particles": args.particles, "iters": args.iters, "cost": args.cost},
                        fp_epochs=args.fp_epochs, qat_epochs=args.epochs, out_root=Path(args.out), run_id=run_id,
-                       command=" ".join(shlex.quote(a) for a in ["bitswarm", *sys.argv[1:]]), tvm=not args.no_tvm)
+                       command=" ".join(shlex.quote(a) for a in ["bitswarm", *sys.argv[1:]]), tvm=not args.no_tvm,
+                       verify_samples=args.verify_samples)
     t0 = time.time()
     pkg = deploy(cfg, on_step=lambda name: print(f"[deploy {time.time() - t0:6.1f}s] {name}", flush=True))
     import json
@@ -47,6 +58,13 @@ def cmd_deploy(args) -> int:
     if acc:
         print(f"accuracy ({summary.get('dataset_note')}): float test {acc['fp_test']:.2%}, "
               f"quantized val {acc['val']:.2%}, quantized test {acc['test']:.2%}")
+    ver = finn.get("verification")
+    if ver:
+        a = ver.get("accuracy") or {}
+        print(f"FINN build verified: {len(ver['levels'])} levels match the QONNX model on {ver['n_inputs']} test "
+              f"images ({ver['seconds']:.0f} s); accuracy " + ", ".join(f"{k} {v:.2%}" for k, v in a.items()))
+    elif finn.get("total"):
+        print("FINN build NOT verified (--verify-samples 0)")
     if finn.get("total"):
         t = finn["total"]
         print(f"FINN estimate: {t['lut']:,.0f} LUT, {t['bram18']:.0f} BRAM18, {t['dsp']:.0f} DSP, "
@@ -83,6 +101,9 @@ def register(sub) -> None:
     sp.add_argument("--fp-epochs", type=positive_int, default=None, help="float training epochs")
     sp.add_argument("--epochs", type=positive_int, default=None, help="quantization-aware fine-tune epochs")
     sp.add_argument("--no-tvm", action="store_true", help="skip the TVM binary")
+    sp.add_argument("--verify-samples", type=non_negative_int, default=1000,
+                    help="test images FINN's graphs are checked on against the QONNX model (default 1000; "
+                         "0 skips the check - the report then says the build is unverified)")
     sp.set_defaults(fn=cmd_deploy)
 
     sp = sub.add_parser("report", help="(re)write the hardware report of a run directory",
