@@ -2,8 +2,10 @@
 
 Training and held-out configurations come from two independent random streams of the same seed,
 so the held-out set does not move when the training-set size changes (and no held-out
-configuration is also a training one). Bits are drawn from the board's candidates of at least 2
-bits: FINN rejects 1-bit activations next to wider ones in mixed configurations.
+configuration is also a training one). Bits are drawn per variable from the candidates a FINN-costed
+search has (:func:`bitswarm.models.finn_support.finn_narrow` of the board's candidates: 1..8 bits, no
+1-bit activation where FINN cannot map one, e.g. in front of a zero-padded conv), so no sample is a
+combination FINN refuses and the surrogate covers exactly the search space.
 """
 
 from __future__ import annotations
@@ -17,41 +19,68 @@ from bitswarm.errors import ConfigError
 from bitswarm.models import BitConfig, ZooEntry
 from bitswarm.models.bitconfig import LayerBits
 
-MIN_BITS = 2
+Choices = tuple[tuple[int, ...], ...]  # per variable (hw.surrogate.variables order): its bit-widths
 
 
 def surrogate_candidates(board: Board) -> tuple[int, ...]:
-    cands = tuple(sorted(b for b in board.bit_candidates if MIN_BITS <= b <= 16))
+    """The board's candidates FINN maps (1..8 bits)."""
+    from bitswarm.models.finn_support import FINN_BITS
+
+    cands = tuple(sorted(b for b in board.bit_candidates if b in FINN_BITS))
     if not cands:
-        raise ConfigError(board.source, "search.bit_candidates", "no candidate of 2..16 bits for FINN",
-                          "integers 2..16")
+        raise ConfigError(board.source, "search.bit_candidates", "no candidate of 1..8 bits for FINN",
+                          "integers 1..8")
     return cands
 
 
-def random_config(entry: ZooEntry, candidates: tuple[int, ...], rng: random.Random) -> BitConfig:
-    return BitConfig(tuple((s.name, LayerBits(rng.choice(candidates) if s.has_weight else None,
-                                              rng.choice(candidates) if s.has_act else None)) for s in entry.specs))
+def surrogate_choices(entry: ZooEntry, candidates) -> Choices:
+    """Per variable, the FINN-aware candidates (``finn_narrow``) of ``candidates``; per-variable
+    ``candidates`` (a tuple of tuples) are taken as they are."""
+    from bitswarm.hw.surrogate import variables
+    from bitswarm.models.finn_support import finn_narrow
+
+    if candidates and isinstance(candidates[0], tuple | list):
+        return tuple(tuple(c) for c in candidates)
+    narrow = finn_narrow(entry)
+    out = []
+    for name, kind in variables(entry):
+        kept = tuple(sorted(set(narrow(name, kind, tuple(candidates)))))
+        if not kept:
+            raise ConfigError(f"surrogate of {entry.name}", f"{name}.{kind}",
+                              f"no FINN bit-width among the candidates {list(candidates)}", "integers 1..8")
+        out.append(kept)
+    return tuple(out)
 
 
-def sample_configs(entry: ZooEntry, candidates: tuple[int, ...], n: int, seed: int, stream: str,
+def random_config(entry: ZooEntry, choices: Choices, rng: random.Random) -> BitConfig:
+    """One configuration, each variable drawn from its own candidates."""
+    it = iter(choices)
+    return BitConfig(tuple((s.name, LayerBits(rng.choice(next(it)) if s.has_weight else None,
+                                              rng.choice(next(it)) if s.has_act else None)) for s in entry.specs))
+
+
+def sample_configs(entry: ZooEntry, candidates, n: int, seed: int, stream: str,
                    exclude: frozenset[BitConfig] = frozenset()) -> list[BitConfig]:
-    """``n`` distinct random configurations of stream ``train`` or ``test`` (never one of ``exclude``)."""
+    """``n`` distinct random configurations of stream ``train`` or ``test`` (never one of ``exclude``);
+    ``candidates``: per-variable choices, or one set narrowed per variable by :func:`surrogate_choices`."""
+    choices = surrogate_choices(entry, candidates)
     rng = random.Random(f"bitswarm-surrogate:{entry.name}:{seed}:{stream}")
     out: list[BitConfig] = []
     seen = set(exclude)
     for _ in range(100 * n + 100):
         if len(out) == n:
             break
-        b = random_config(entry, candidates, rng)
+        b = random_config(entry, choices, rng)
         if b not in seen:
             seen.add(b)
             out.append(b)
     return out
 
 
-def split_configs(entry: ZooEntry, candidates: tuple[int, ...], n_train: int, n_test: int, seed: int):
-    test = sample_configs(entry, candidates, n_test, seed, "test")
-    train = sample_configs(entry, candidates, n_train, seed, "train", exclude=frozenset(test))
+def split_configs(entry: ZooEntry, candidates, n_train: int, n_test: int, seed: int):
+    choices = surrogate_choices(entry, candidates)
+    test = sample_configs(entry, choices, n_test, seed, "test")
+    train = sample_configs(entry, choices, n_train, seed, "train", exclude=frozenset(test))
     return train, test
 
 
@@ -99,11 +128,11 @@ def calibrate(entry: ZooEntry, board: Board, cache_dir: Path, n_train: int = 60,
     if n_train < 2 or n_test < 1:
         raise ConfigError("--train/--test", "train/test", f"{n_train}/{n_test} configurations",
                           "at least 2 to fit and 1 held out")
-    cands = surrogate_candidates(board)
-    train, test = split_configs(entry, cands, n_train, n_test, seed)
+    choices = surrogate_choices(entry, surrogate_candidates(board))
+    train, test = split_configs(entry, choices, n_train, n_test, seed)
     costs = finn_samples(entry, board, train + test, cache_dir, target_fps, progress)
     tr, te = list(zip(train, costs[:n_train], strict=True)), list(zip(test, costs[n_train:], strict=True))
-    sur, deps = fit(entry, board, policy_name(target_fps), cands, tr)
+    sur, deps = fit(entry, board, policy_name(target_fps), choices, tr)
     error = {"n_train": n_train, "n_test": n_test, "seed": seed, "test": evaluate(sur, entry, te),
              "train": evaluate(sur, entry, tr), "dependencies": deps}
     return replace(sur, error=error), te

@@ -30,9 +30,24 @@ def default_path(cache_dir: Path, model: str, board: str, target_fps: int) -> Pa
     return Path(cache_dir) / "surrogate" / f"{safe}-{board}-fps{target_fps}.json"
 
 
-def calibrate_hint(model: str, board: str, target_fps: int) -> str:
-    fps = "" if target_fps == DEFAULT_FPS else f" --target-fps {target_fps}"
-    return f"run `bitswarm calibrate --model {model} --board {board}{fps}` first"
+def calibrate_hint(model: str, board: str, target_fps: int, out: str | Path | None = None,
+                   input_shape=None) -> str:
+    """The `bitswarm calibrate` command that writes the surrogate for ``model`` on ``board`` (to ``out``
+    unless that is where ``--cost surrogate`` looks by default); a user model also needs its input shape."""
+    from bitswarm.models import ZOO
+
+    cmd = f"bitswarm calibrate --model {model} --board {board}"
+    if model not in ZOO:
+        cmd += f" --input-shape {','.join(map(str, input_shape)) if input_shape else 'C,H,W'}"
+    if target_fps != DEFAULT_FPS:
+        cmd += f" --target-fps {target_fps}"
+    if out is not None and not _is_default(Path(out), model, board, target_fps):
+        cmd += f" --out {out}"
+    return f"run `{cmd}` first"
+
+
+def _is_default(path: Path, model: str, board: str, target_fps: int) -> bool:
+    return path.parent.name == "surrogate" and path == default_path(path.parent.parent, model, board, target_fps)
 
 
 @register_cost("surrogate")
@@ -56,13 +71,13 @@ class SurrogateCost:
             if not path.exists():
                 raise ConfigError(str(path), "-", f"no FINN surrogate for {entry.name} on {board.name} "
                                   f"(folding {policy_name(self.target_fps)})",
-                                  calibrate_hint(entry.name, board.name, self.target_fps))
+                                  calibrate_hint(entry.name, board.name, self.target_fps, path, entry.input_shape))
             sur = load_surrogate(path)
             sur.check_for(entry, board, str(path))
             if self.path is None and sur.policy != policy_name(self.target_fps):
                 raise ConfigError(str(path), "policy", f"calibrated with folding {sur.policy}, "
                                   f"not {policy_name(self.target_fps)}",
-                                  calibrate_hint(entry.name, board.name, self.target_fps))
+                                  calibrate_hint(entry.name, board.name, self.target_fps, path, entry.input_shape))
             self._loaded[path] = sur
         return self._loaded[path]
 

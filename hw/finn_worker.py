@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import json
 import multiprocessing as mp
+import re
 import traceback
 from pathlib import Path
 
@@ -24,6 +26,50 @@ REPORTS = ("estimate_network_performance.json", "estimate_layer_resources.json",
 
 class FinnError(BitswarmError):
     """finn-plus failed on a model (the message carries FINN's last error line)."""
+
+
+MAX_CAUSE = 600
+_LOGGED_ERROR = re.compile(r"^\[[^\]]*\]ERROR:.*?(FINN (?:INTERNAL COMPILER )?ERROR: .*)$")
+_STEP = re.compile(r"Running step: (\S+)")
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_CAUSE else text[:MAX_CAUSE] + " ..."
+
+
+def exception_text(tb: str) -> str:
+    """The exception of a formatted traceback: its last unindented lines (a message may span several),
+    without the type name of bitswarm's own :class:`FinnError`."""
+    lines = tb.rstrip().splitlines()
+    start = max((i + 1 for i, line in enumerate(lines) if line.startswith(" ")), default=0)
+    text = _short(" ".join(lines[start:]) or (lines[-1] if lines else "no traceback"))
+    return text.removeprefix(f"{FinnError.__module__}.{FinnError.__qualname__}: ")
+
+
+def _logged_entry(lines: list[str], i: int, head: str) -> str:
+    """A logged error entry: its first line, the lines it continues on, and for an exception without a
+    message the type that ends the traceback FINN printed after it."""
+    more = itertools.takewhile(lambda s: s.strip() and not s.startswith(("[", "\u256d")), lines[i + 1:])
+    entry = " ".join([head, *more]).strip()
+    if entry.endswith("ERROR:"):
+        entry += " " + next((s.strip(" \u2502") for s in reversed(lines) if s.strip(" \u2502")), "")
+    return entry
+
+
+def build_log_cause(log: Path, rc: int) -> str:
+    """FINN's own error from a failed build's ``build_dataflow.log`` (FINN catches the exception, logs it
+    and returns non-zero): its last ``FINN ... ERROR:`` entry and the step it happened in."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError as e:
+        return f"build_dataflow_cfg returned {rc} and left no readable log ({e})"
+    steps = [m.group(1) for m in map(_STEP.search, lines) if m]
+    at = f" (in {steps[-1]})" if steps else ""
+    hits = [(i, m.group(1)) for i, m in enumerate(map(_LOGGED_ERROR.match, lines)) if m]
+    if hits:
+        return _short(_logged_entry(lines, *hits[-1]) + at)
+    return _short(f"build_dataflow_cfg returned {rc}{at}; last log line: {lines[-1] if lines else '(empty)'}")
 
 
 def _serve(conn, env: dict, log_path: str) -> None:  # runs in the child
@@ -93,8 +139,8 @@ def _build(build, bc, req: dict) -> dict:
         shell_flow_type=bc.ShellFlowType.VIVADO_ZYNQ, steps=steps,
         generate_outputs=[bc.DataflowOutputType.ESTIMATE_REPORTS])
     rc = build.build_dataflow_cfg(req["onnx"], cfg)
-    if rc != 0:
-        raise RuntimeError(f"build_dataflow_cfg returned {rc}; see {req['out_dir']}/build_dataflow.log")
+    if rc != 0:  # read now: the build dir is often a temporary one, deleted when the caller sees the error
+        raise FinnError(build_log_cause(Path(req["out_dir"]) / "build_dataflow.log", rc))
     report = Path(req["out_dir"]) / "report"
     return {name: json.loads((report / name).read_text()) for name in REPORTS if (report / name).exists()}
 
@@ -117,8 +163,9 @@ class FinnWorker:
             raise FinnError(f"the FINN worker did not answer within {timeout:.0f} s (log: {self.log_path})")
         status, payload = self.conn.recv()
         if status == "err":
-            last = payload.strip().splitlines()[-1]
-            raise FinnError(f"FINN failed: {last} (full traceback in {self.log_path})")
+            with contextlib.suppress(OSError), open(self.log_path, "a") as log:  # the traceback stays readable
+                log.write(payload)
+            raise FinnError(f"FINN failed: {exception_text(payload)} (full traceback in {self.log_path})")
         return payload
 
     def build(self, onnx: Path, out_dir: Path, *, part: str, board: str, clk_ns: float, target_fps: int | None = None,

@@ -3,11 +3,12 @@
 FINN's estimate of a layer depends on a few bit-widths around it (its weight bits, the bits of
 the stream into it, its own output/threshold bits) and on its folding. The surrogate keeps, per
 FINN layer and per quantity (lut, bram18, dsp, cycles), a dense table over the candidate values
-of the layer's *context* bit variables; prediction is one gather per layer and a sum (cycles:
-the slowest layer; latency: the sum of layer cycles at the board clock, as FINN's critical path),
-vectorised over a batch of configurations. How the tables are filled (exact lookup where the
-data show a function of the context, regression on FINN-shaped features elsewhere) is in
-:mod:`bitswarm.hw.surrogate_fit`. The paper's bit metrics are computed exactly, also vectorised.
+of the layer's *context* bit variables, each over its own candidates (``finn_narrow``'s); prediction
+is one gather per layer and a sum (cycles: the slowest layer; latency: the sum of layer cycles at
+the board clock, as FINN's critical path), vectorised over a batch of configurations. How the
+tables are filled (exact lookup where the data show a function of the context, regression on
+FINN-shaped features elsewhere) is in :mod:`bitswarm.hw.surrogate_fit`. The paper's bit metrics
+are computed exactly, also vectorised.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from bitswarm.hw.cost import Cost, LayerCost
 from bitswarm.models import BitConfig, ZooEntry
 
 FORMAT = "bitswarm-finn-surrogate"
-VERSION = 1
+VERSION = 2  # 2: per-variable candidates over FINN's 1..8 bits (1: one set of 2..16 bits)
 LAYER_QUANTITIES = ("lut", "bram18", "dsp", "cycles")
 
 
@@ -74,7 +75,7 @@ class Surrogate:
     part: str
     clock_mhz: float
     policy: str  # the folding policy the samples were taken with, e.g. "fps:10000"
-    candidates: tuple[int, ...]
+    choices: tuple[tuple[int, ...], ...]  # per variable (in ``variables`` order): its sorted bit-widths
     variables: tuple[tuple[str, str], ...]
     layers: tuple[SurrogateLayer, ...]
     totals: dict[str, float]  # quantities FINN reports only as totals (uram), constant over the samples
@@ -82,26 +83,34 @@ class Surrogate:
     correction: dict = field(default_factory=dict)  # quantity -> {"scale", "offset", ...} (hw.correction)
     bit_layers: tuple[tuple[int, int, int, int], ...] = ()  # (w var, act-in var or -1, macs, params)
     # FINN's two-pass folding: when the fps target is out of reach, every layer is folded again for the
-    # slowest layer's cycles T. T = max over layers of a learned bound per value of one bit variable;
+    # slowest layer's cycles T (else T is the target). T = max of the target and a first-pass bound per layer;
     # tables may use T (as variable index len(variables), over t_values) like a bit variable.
     t_values: tuple[float, ...] = (0.0,)
-    bottleneck: tuple[Table, ...] = ()  # per weighted layer: its first-pass cycles per weight bit-width
+    bottleneck: tuple[Table, ...] = ()  # per weighted layer: its first-pass cycles over its weight and input bits
     t_floor: float = 0.0  # the target's cycles per frame
     t_map: tuple[tuple[float, int], ...] = ()  # first-pass slowest cycles -> index into t_values (seen in samples)
+    input_shape: tuple[int, ...] = ()  # the model's input (C, H, W) it was calibrated for
+
+    @property
+    def candidates(self) -> tuple[int, ...]:  # every bit-width some variable was calibrated for
+        return tuple(sorted({b for c in self.choices for b in c}))
 
     # ---- prediction -----------------------------------------------------------------------
     def _index(self, x: np.ndarray) -> np.ndarray:
-        pos = np.full(max(max(self.candidates), int(x.max(initial=0))) + 1, -1, dtype=np.int64)
-        pos[list(self.candidates)] = np.arange(len(self.candidates))
-        idx = pos[x]
+        """Each variable's bit-width as the index into its own candidates."""
+        pos = np.full((len(self.choices), max(max(self.candidates), int(x.max(initial=0))) + 1), -1, dtype=np.int64)
+        for v, c in enumerate(self.choices):
+            pos[v, list(c)] = np.arange(len(c))
+        idx = np.where(x >= 0, pos[np.arange(len(self.choices))[None, :], np.maximum(x, 0)], -1)
         if (idx < 0).any():
-            bad = sorted(set(x[idx < 0].tolist()))
-            raise ConfigError(f"surrogate of {self.model}", "bits", f"bit-widths {bad} were not calibrated",
-                              ", ".join(map(str, self.candidates)))
+            v = int(np.nonzero((idx < 0).any(axis=0))[0][0])
+            bad = sorted(set(x[idx[:, v] < 0, v].tolist()))
+            raise ConfigError(f"surrogate of {self.model}", ".".join(self.variables[v]),
+                              f"bit-widths {bad} were not calibrated", ", ".join(map(str, self.choices[v])))
         return idx
 
     def sizes(self) -> list[int]:
-        return [len(self.candidates)] * len(self.variables) + [len(self.t_values)]
+        return [len(c) for c in self.choices] + [len(self.t_values)]
 
     def _gather(self, table: Table, idx: np.ndarray) -> np.ndarray:
         sizes = self.sizes()
@@ -184,10 +193,12 @@ class Surrogate:
                                   ("part", self.part, f.part if f else None),
                                   ("clock_mhz", self.clock_mhz, f.clock_mhz if f else None),
                                   ("variables", [list(v) for v in self.variables],
-                                   [list(v) for v in variables(entry)])):
+                                   [list(v) for v in variables(entry)]),
+                                  ("input_shape", list(self.input_shape or entry.input_shape),
+                                   list(entry.input_shape))):
             if mine != theirs:
                 raise ConfigError(source, fld, f"the surrogate was calibrated for {fld} {mine!r}, not {theirs!r}",
-                                  f"run `bitswarm calibrate --model {entry.name} --board {board.name}`")
+                                  _hint(entry.name, board.name, self.policy, entry.input_shape))
 
     # ---- file -------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -211,17 +222,26 @@ def load_surrogate(path: str | Path) -> Surrogate:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ConfigError(src, "format", "not a FINN surrogate file", FORMAT)
     if data.get("version") != VERSION:
-        raise ConfigError(src, "version", f"version {data.get('version')!r} is not supported", str(VERSION))
+        v = data.get("version")
+        old = "out of date" if isinstance(v, int) and v < VERSION else "not supported"
+        raise ConfigError(src, "version", f"version {v!r} is {old} (this bitswarm reads version {VERSION}: "
+                          "per-layer candidates over FINN's 1..8 bits); recalibrate",
+                          _hint(data.get("model", "MODEL"), data.get("board", "BOARD"), str(data.get("policy", "")),
+                                data.get("input_shape"), src))
     try:
         sur = _from_dict(data)
     except (KeyError, TypeError, ValueError) as e:
-        raise ConfigError(src, _field_of(e), f"malformed ({e})", "recalibrate with `bitswarm calibrate`") from e
+        where = str(e.args[0]) if isinstance(e, KeyError) else "-"
+        raise ConfigError(src, where, f"malformed ({e})", "recalibrate with `bitswarm calibrate`") from e
     _check_tables(sur, src)
     return sur
 
 
-def _field_of(e: Exception) -> str:
-    return str(e.args[0]) if isinstance(e, KeyError) else "-"
+def _hint(model: str, board: str, policy: str, input_shape, out: str | None = None) -> str:
+    from bitswarm.hw.cost_surrogate import DEFAULT_FPS, calibrate_hint
+
+    fps = policy.split(":")[1] if policy.startswith("fps:") and policy[4:].isdigit() else DEFAULT_FPS
+    return calibrate_hint(str(model), str(board), int(fps), out, input_shape)
 
 
 def _from_dict(d: dict) -> Surrogate:
@@ -229,12 +249,14 @@ def _from_dict(d: dict) -> Surrogate:
                                   {q: _table(t) for q, t in lay["tables"].items()})
                    for lay in d["layers"])
     return Surrogate(str(d["model"]), str(d["board"]), str(d["part"]), float(d["clock_mhz"]), str(d["policy"]),
-                     tuple(int(c) for c in d["candidates"]), tuple((str(n), str(k)) for n, k in d["variables"]),
+                     tuple(tuple(int(b) for b in c) for c in d["choices"]),
+                     tuple((str(n), str(k)) for n, k in d["variables"]),
                      layers, {str(k): float(v) for k, v in d["totals"].items()}, dict(d.get("error", {})),
                      {str(q): dict(c) for q, c in d.get("correction", {}).items()},
                      tuple(tuple(int(v) for v in b) for b in d.get("bit_layers", ())),
                      tuple(float(v) for v in d["t_values"]), tuple(_table(t) for t in d["bottleneck"]),
-                     float(d["t_floor"]), tuple((float(k), int(v)) for k, v in d["t_map"]))
+                     float(d["t_floor"]), tuple((float(k), int(v)) for k, v in d["t_map"]),
+                     tuple(int(v) for v in d.get("input_shape", ())))
 
 
 def _table(t: dict) -> Table:
@@ -251,6 +273,9 @@ def _check_table(t: Table, where: str, sizes: list[int], src: str) -> None:
 
 def _check_tables(sur: Surrogate, src: str) -> None:
     nvar, sizes = len(sur.variables), sur.sizes()
+    if len(sur.choices) != nvar or any(not c or list(c) != sorted(set(c)) or c[0] < 1 for c in sur.choices):
+        raise ConfigError(src, "choices", "not one sorted, non-empty list of bit-widths per variable",
+                          f"{nvar} lists of positive integers")
     if not sur.layers or not sur.t_values:
         raise ConfigError(src, "layers", "empty", "at least one FINN layer")
     for i, lay in enumerate(sur.layers):

@@ -4,8 +4,9 @@ Each FINN layer gets a *context*: the bit variables it can depend on by position
 dataflow graph (a weighted layer: its weight bits, the bits of its input stream and its own
 output bits; any other layer: the stream bits where it sits and the next weighted layer's weight
 bits, which set a sliding window's SIMD; after the last weighted layer: that layer's weight and
-input bits), plus T, the slowest layer's cycles, when the samples show FINN's second folding pass
-(:mod:`bitswarm.hw.surrogate_folding`). The dependency is then verified on the data, per layer and
+input bits), plus T, the cycles FINN's final folding pass aims for, when the samples show more than
+one (the target, or the slowest first-pass layer's cycles where FINN's second pass runs:
+:mod:`bitswarm.hw.surrogate_folding`). The dependency is then verified on the data, per layer and
 quantity: the smallest subset of the context of which the samples show the quantity to be an
 exact function (with at least ``MIN_REPEATS`` samples that repeat a seen key, so that a
 one-sample-per-key "function" does not count) is used as a lookup table. Keys never seen, and
@@ -25,7 +26,7 @@ import numpy as np
 from bitswarm.hw.cost import Cost
 from bitswarm.hw.finn_estimate import WEIGHTED_FINN_OPS
 from bitswarm.hw.surrogate import LAYER_QUANTITIES, Surrogate, SurrogateLayer, Table, encode, variables
-from bitswarm.hw.surrogate_folding import first_pass_tables, fold_many, mvau_bram, mvau_shapes
+from bitswarm.hw.surrogate_folding import finn_weight_bits, first_pass_tables, fold_many, mvau_bram, mvau_shapes
 from bitswarm.models import BitConfig, ZooEntry
 
 MIN_REPEATS = 5
@@ -95,6 +96,7 @@ def _features(cells: np.ndarray, roles: tuple[int, int, int], ctx: tuple[int, ..
     w, a, b = (col.get(r, np.zeros(len(cells))) for r in roles)
     one = np.ones(len(cells))
     if weighted:  # FINN's MVAU LUT formula: multipliers, adder tree, accumulator, thresholds, LUTRAM weights
+        w = finn_weight_bits(w, a).astype(float)  # the weights' width in FINN (1-bit: 2 wide unless XNOR)
         s = w + a
         wmem = params / (pe * simd)
         return np.stack([one, pe * simd * (2 * np.ceil(s / 6) - 1) * s, pe * (2 * simd - 1) * s, pe * s,
@@ -143,7 +145,7 @@ def _regression(feats, variant_grid, train_feats, variant, y) -> np.ndarray:
     return out
 
 
-def fit_layer(name: str, op: str, ctx, roles, idx: np.ndarray, x: np.ndarray, ys: dict[str, np.ndarray],
+def fit_layer(name: str, op: str, ctx, roles, idx: np.ndarray, ys: dict[str, np.ndarray],
               pe: np.ndarray, simd: np.ndarray, variant: np.ndarray, values: list[np.ndarray],
               params: int, fold_fn=None) -> tuple[SurrogateLayer, dict]:
     sizes = [len(values[v]) for v in ctx]
@@ -153,11 +155,12 @@ def fit_layer(name: str, op: str, ctx, roles, idx: np.ndarray, x: np.ndarray, ys
     # folding and implementation variant over the grid: lookup where the data show a function, else the commonest
     fpe, fsimd, fvar = (_fill(keys, v, grid) for v in (pe, simd, variant))
     analytic = None
-    if fold_fn is not None and roles[0] in ctx and len(values) - 1 in ctx:  # FINN's own folding, where it agrees
-        tcol = ctx.index(len(values) - 1)
-        mine = fold_fn(values[roles[0]][idx[:, roles[0]]], idx[:, -1])
+    if fold_fn is not None and roles[0] in ctx:  # FINN's own folding, where it agrees (T: one value if not in ctx)
+        tcol = grid[:, ctx.index(len(values) - 1)] if len(values) - 1 in ctx else np.zeros(len(grid), dtype=np.int64)
+        a = roles[1] if roles[1] in ctx else None
+        mine = fold_fn(values[roles[0]][idx[:, roles[0]]], None if a is None else values[a][idx[:, a]], idx[:, -1])
         if np.array_equal(mine[:, 0], pe) and np.array_equal(mine[:, 1], simd):
-            analytic = fold_fn(cells[:, ctx.index(roles[0])], grid[:, tcol])
+            analytic = fold_fn(cells[:, ctx.index(roles[0])], None if a is None else cells[:, ctx.index(a)], tcol)
             fpe, fsimd = analytic[:, 0], analytic[:, 1]
             if not np.array_equal(mine[:, 2], ys["cycles"]):
                 analytic = None
@@ -216,33 +219,47 @@ def _fill(keys, v, grid):
     return out
 
 
-def fit(entry: ZooEntry, board, policy: str, candidates: tuple[int, ...],
-        samples: list[tuple[BitConfig, Cost]]) -> tuple[Surrogate, dict]:
-    """Fit a surrogate to ``samples``; also returns, per layer and quantity, the dependency the data showed."""
-    configs = [b for b, _ in samples]
-    x = encode(entry, configs)
-    var = variables(entry)
-    nvar = len(var)
-    pos = {c: i for i, c in enumerate(candidates)}
-    idx = np.vectorize(pos.__getitem__)(x) if x.size else x
-    t = np.array([c.values["cycles"] for _, c in samples])
-    t_values = np.unique(t)
+def fit(entry: ZooEntry, board, policy: str, choices, samples: list[tuple[BitConfig, Cost]]) -> tuple[Surrogate, dict]:
+    """Fit a surrogate to ``samples``; also returns, per layer and quantity, the dependency the data showed.
+
+    ``choices``: per variable its candidate bit-widths (or one set, narrowed per variable as a FINN-costed
+    search narrows it: :func:`bitswarm.hw.calibrate.surrogate_choices`)."""
+    from bitswarm.hw.calibrate import surrogate_choices
+
+    choices = surrogate_choices(entry, choices)
+    var = tuple(variables(entry))
     target = board.fpga.clock_mhz * 1e6 / float(policy.split(":")[1])
     shapes = mvau_shapes(entry)
-    bounds = first_pass_tables(entry, shapes, candidates, target)
-    probe = Surrogate(entry.name, board.name, "", 1.0, policy, tuple(candidates), tuple(var), (), {},
+    bounds = first_pass_tables(entry, shapes, choices, target)
+    # T, what FINN's final pass folds for: the target, or the first pass's slowest cycles when the target is
+    # out of reach (the second pass keeps that layer as it is), so the slowest cycles floored at the target
+    t = np.maximum(np.array([c.values["cycles"] for _, c in samples], dtype=float), target)
+    t_values = np.unique(t)
+    probe = Surrogate(entry.name, board.name, "", 1.0, policy, choices, var, (), {},
                       t_values=tuple(t_values.tolist()), bottleneck=bounds, t_floor=target)
-    t_pass = probe.first_pass(idx)
-    t_idx = np.searchsorted(t_values, t)
+    idx = probe._index(encode(entry, [b for b, _ in samples]))
+    t_pass, t_idx = probe.first_pass(idx), np.searchsorted(t_values, t)
     t_map = tuple((float(k), int(np.bincount(t_idx[t_pass == k]).argmax())) for k in np.unique(t_pass))
     idx = np.concatenate([idx, t_idx[:, None]], axis=1)
-    folding_target = [min(k for k, v in t_map if v == j) for j in range(len(t_values))]
-    values = [np.array(candidates, dtype=float)] * nvar + [t_values]
+    values = [np.array(c, dtype=float) for c in choices] + [t_values]
+    layers, deps = _fit_layers(entry, samples, idx, values, shapes)
+    totals = {"uram": float(np.mean([c.values.get("uram", 0.0) for _, c in samples]))}
+    f = board.fpga
+    sur = Surrogate(entry.name, board.name, f.part, f.clock_mhz, policy, choices, var, tuple(layers), totals, {}, {},
+                    bit_layers(entry), tuple(t_values.tolist()), bounds, target, t_map, tuple(entry.input_shape))
+    t_hat = np.asarray(sur.t_values)[sur.t_index(idx[:, :-1])]
+    deps["_slowest_layer_T_exact_on_train"] = float(np.mean(t_hat == t))
+    return sur, deps
+
+
+def _fit_layers(entry: ZooEntry, samples, idx: np.ndarray, values: list[np.ndarray], shapes: dict):
+    """Every FINN layer's tables (in the samples' layer order) and the dependencies the data showed."""
+    nvar, folding_target = len(values) - 1, values[-1].tolist()
     fnames = [dict(zip([lc.name for lc in c.per_layer], finn_names(c), strict=True)) for _, c in samples]
     names = list(dict.fromkeys(n for f in fnames for n in f))
-    ctxs = [((*ctx, nvar) if len(t_values) > 1 else ctx, roles) for ctx, roles in contexts(entry, names)]
+    ctxs = [((*ctx, nvar) if len(folding_target) > 1 else ctx, roles) for ctx, roles in contexts(entry, names)]
     params = {s.name: s.params for s in entry.specs}
-    label = [":".join(v) for v in var] + ["T"]
+    label = [":".join(v) for v in variables(entry)] + ["T"]
     layers, deps = [], {}
     for li, name in enumerate(names):
         per = [{lc.name: lc for lc in c.per_layer}.get(name) for _, c in samples]
@@ -254,18 +271,12 @@ def fit(entry: ZooEntry, board, policy: str, candidates: tuple[int, ...],
         kinds = sorted({n.rsplit("_", 1)[0] for n in fn})
         variant = np.array([kinds.index(n.rsplit("_", 1)[0]) for n in fn], dtype=float)
         shape = shapes.get(name)
-        fold_fn = None if shape is None else (lambda w, j, shape=shape: fold_many(shape, w, j, folding_target))
-        lay, found = fit_layer(name, "/".join(kinds), ctxs[li][0], ctxs[li][1], idx, x, ys, pe, simd, variant,
+        fold_fn = None if shape is None else (lambda w, a, j, shape=shape: fold_many(shape, w, a, j, folding_target))
+        lay, found = fit_layer(name, "/".join(kinds), ctxs[li][0], ctxs[li][1], idx, ys, pe, simd, variant,
                                values, params.get(name, 0), fold_fn)
         layers.append(lay)
         deps[name] = {q: (None if v is None else [label[i] for i in v]) for q, v in found.items()}
-    totals = {"uram": float(np.mean([c.values.get("uram", 0.0) for _, c in samples]))}
-    f = board.fpga
-    sur = Surrogate(entry.name, board.name, f.part, f.clock_mhz, policy, tuple(candidates), tuple(var),
-                    tuple(layers), totals, {}, {}, bit_layers(entry), tuple(t_values.tolist()), bounds, target, t_map)
-    t_hat = np.asarray(sur.t_values)[sur.t_index(idx[:, :nvar])]
-    deps["_slowest_layer_T_exact_on_train"] = float(np.mean(t_hat == t))
-    return sur, deps
+    return layers, deps
 
 
 def bit_layers(entry: ZooEntry) -> tuple[tuple[int, int, int, int], ...]:

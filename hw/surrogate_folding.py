@@ -17,6 +17,13 @@ WWIDTH_MAX = 36  # finn-plus SetFolding's mvau_wwidth_max default
 AP_INT_MAX = 8191  # finn.util.basic.MAX_ALLOWED_AP_INT_W
 
 
+def finn_weight_bits(w, a):
+    """The width FINN gives an MVAU's weights: 1-bit (bipolar) weights are 2 bits wide unless the input is
+    bipolar too (``a`` 1: FINN's XNOR-popcount MVAU, binary weights), as the FINN samples show."""
+    w = np.asarray(w)
+    return np.where((w == 1) & (np.asarray(a if a is not None else 0) != 1), 2, w)
+
+
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
@@ -55,28 +62,44 @@ def mvau_shapes(entry: ZooEntry) -> dict[str, tuple[int, int, int]]:
     return out
 
 
-def first_pass_tables(entry: ZooEntry, shapes: dict, candidates, target: float) -> tuple[Table, ...]:
-    """Per weighted layer, FINN's first-pass cycles for each candidate weight bit-width.
+def input_vars(entry: ZooEntry) -> dict[str, int]:
+    """Per weighted layer, the variable index of the activation bits streaming into it (-1: none)."""
+    vi = {v: i for i, v in enumerate(variables(entry))}
+    stream, out = -1, {}
+    for s in entry.specs:
+        if s.has_weight:
+            out[s.name] = stream
+        if s.has_act:
+            stream = vi[(s.name, "a")]
+    return out
+
+
+def first_pass_tables(entry: ZooEntry, shapes: dict, choices, target: float) -> tuple[Table, ...]:
+    """Per weighted layer, FINN's first-pass cycles over the candidates of its weight bits and of its input
+    bits (which decide a 1-bit weight's width; ``choices``: per variable its candidates).
 
     When the fps target is out of reach (SIMD capped by weight bits), finn-plus folds every layer a second
     time for the slowest first-pass layer's cycles T; the per-layer tables then use T as a context variable."""
-    vi = {v: i for i, v in enumerate(variables(entry))}
+    vi, a_in = {v: i for i, v in enumerate(variables(entry))}, input_vars(entry)
     out = []
     for name, (mw, mh, vecs) in shapes.items():
+        wv, av = vi[(name, "w")], a_in.get(name, -1)
         cyc = []
-        for c in candidates:
-            pe, simd = mvau_fold(mw, mh, vecs, c, target)
-            cyc.append(float((mh // pe) * (mw // simd) * vecs))
-        out.append(Table((vi[(name, "w")],), tuple(cyc), "first-pass"))
+        for w in choices[wv]:
+            for a in choices[av] if av >= 0 else (None,):
+                pe, simd = mvau_fold(mw, mh, vecs, int(finn_weight_bits(w, a)), target)
+                cyc.append(float((mh // pe) * (mw // simd) * vecs))
+        out.append(Table((wv, av) if av >= 0 else (wv,), tuple(cyc), "first-pass"))
     return tuple(out)
 
 
-def fold_many(shape, w: np.ndarray, t_idx: np.ndarray, targets: list[float]) -> np.ndarray:
-    """(PE, SIMD, cycles) of an MVAU for arrays of weight bits and T indices, as FINN's final folding."""
+def fold_many(shape, w: np.ndarray, a: np.ndarray | None, t_idx: np.ndarray, targets: list[float]) -> np.ndarray:
+    """(PE, SIMD, cycles) of an MVAU for arrays of weight bits, input bits (None: no input quantizer) and T
+    indices, as FINN's final folding."""
     mw, mh, vecs = shape
     memo: dict[tuple[int, int], tuple[int, int, int]] = {}
     out = np.zeros((len(w), 3))
-    for i, (wb, j) in enumerate(zip(w.tolist(), t_idx.tolist(), strict=True)):
+    for i, (wb, j) in enumerate(zip(finn_weight_bits(w, a).tolist(), t_idx.tolist(), strict=True)):
         if (wb, j) not in memo:
             pe, simd = mvau_fold(mw, mh, vecs, int(wb), targets[j])
             memo[wb, j] = (pe, simd, (mh // pe) * (mw // simd) * vecs)

@@ -45,8 +45,12 @@ class RpcAddress:
         return f"{self.host}:{self.port}"
 
 
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is free; LISTEN is not
         try:
             s.bind((host, port))
@@ -56,7 +60,7 @@ def port_is_free(host: str, port: int) -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    with socket.socket(_family(host), socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
 
@@ -136,6 +140,18 @@ def local_rpc_server(host: str = "127.0.0.1", port: int | None = None, timeout: 
             log.close()
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def check_loopback(board: Board) -> None:
+    """A server bitswarm starts itself runs arbitrary uploaded code for whoever connects: loopback only."""
+    if board.rpc.host not in LOOPBACK_HOSTS:
+        raise ConfigError(board.source, "rpc.host", f"{board.rpc.host!r} is not a loopback address, but "
+                          "start_local: true has bitswarm start the TVM RPC server itself, which would accept "
+                          "code from the network", ", ".join(LOOPBACK_HOSTS) + " (or start_local: false to "
+                          "use a server running on the board)")
+
+
 @contextlib.contextmanager
 def rpc_endpoint(board: Board, timeout: float = 5.0) -> Iterator[RpcAddress]:
     """The RPC address for ``board``, checked with a real session (local server started/stopped)."""
@@ -144,6 +160,7 @@ def rpc_endpoint(board: Board, timeout: float = 5.0) -> Iterator[RpcAddress]:
         raise ConfigError(board.source, "rpc.host", "empty: no TVM RPC server is configured for this board",
                           "an address, e.g. 192.168.2.99 (or start_local: true with 127.0.0.1)")
     if rpc.start_local:
+        check_loopback(board)
         with local_rpc_server(rpc.host, rpc.port) as addr:
             connect(addr, timeout, f"local TVM RPC server for board {board.name}")
             yield addr

@@ -52,10 +52,12 @@ def load_callable(spec: str) -> Callable[[], nn.Module]:
         path = Path(target)
         if not path.is_file():
             raise ConfigError("--model", "model", f"file {target} does not exist", "an existing .py file")
-        mod_spec = importlib.util.spec_from_file_location(f"bitswarm_user_{path.stem}", path)
-        module = importlib.util.module_from_spec(mod_spec)
+        # compiled from the file's current text: Python's bytecode cache is keyed by size and mtime in
+        # whole seconds, so an edit that keeps the size within a second would run the old code
+        module = types.ModuleType(f"bitswarm_user_{path.stem}")
+        module.__file__ = str(path)
         try:
-            mod_spec.loader.exec_module(module)
+            exec(compile(path.read_bytes(), str(path), "exec"), module.__dict__)  # noqa: S102 - the user's model file
         except Exception as e:  # the user's code: any error, reported on one line with its file and line
             raise _user_code_error(spec, path, "importing it", e) from e
     else:
@@ -95,7 +97,9 @@ def _user_code_error(spec: str, path: Path | None, doing: str, e: Exception) -> 
 def load_user_model(spec: str, weights: str | None = None) -> nn.Module:
     build = load_callable(spec)
     try:
-        model = build()
+        with torch.random.fork_rng():  # the same initial weights in every process (content cache keys)
+            torch.manual_seed(0)
+            model = build()
     except Exception as e:
         target = spec.rpartition(":")[0]
         raise _user_code_error(spec, Path(target) if target.endswith(".py") else None, "building the model", e) from e

@@ -350,3 +350,16 @@ def test_ssh_argv_ends_options_and_quotes_remote_args(tmp_path, monkeypatch, pyt
                                    "--shape", "1,1,28,28", "--repeat", "3"]
     assert shlex.split(calls[0][-1]) == ["mkdir", "-p", "--", workdir, "&&", "rm", "-rf", "--",
                                          f"{workdir}/.incoming-run1"]
+
+
+def test_a_second_search_on_a_locked_run_dir_is_refused_at_once(tmp_path):
+    """Two searches on one run dir: the second gets one line naming the dir, not an IntegrityError later."""
+    from bitswarm.search.runner import lock_run_dir
+
+    held = lock_run_dir(tmp_path)
+    try:
+        with pytest.raises(ConfigError, match=r"run dir'.*another search is running in it.*another --run-dir"):
+            lock_run_dir(tmp_path)
+    finally:
+        held.close()
+    lock_run_dir(tmp_path).close()  # free again once the first has ended

@@ -80,3 +80,64 @@ def test_finn_constrained_search_end_to_end_and_recheck_on_the_exported_winner(t
     # sizes accumulators from the weight values, so LUTs may differ by a few (seen: 3,897 vs 3,899)
     assert recheck["values"]["lut"] == pytest.approx(best["cost"]["lut"], rel=0.01)
     assert "re-checked with FINN on the exported winner (2000 FPS folding)" in out and "meets the constraints" in out
+
+
+def _sigmoid_qonnx(path: Path) -> Path:
+    """A QONNX that FINN converts (Sigmoid -> PWPolyF) but cannot specialise for a Zynq part."""
+    import torch
+    from brevitas import nn as qnn
+    from torch import nn
+
+    from bitswarm.models.export import export_qonnx
+
+    class WithSigmoid(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q0 = qnn.QuantIdentity(bit_width=4, return_quant_tensor=True)
+            self.fc0 = qnn.QuantLinear(16, 8, bias=False, weight_bit_width=4)
+            self.q1 = qnn.QuantIdentity(bit_width=4, return_quant_tensor=True)
+            self.fc1 = qnn.QuantLinear(8, 4, bias=False, weight_bit_width=4)
+
+        def forward(self, x):
+            return self.fc1(self.q1(torch.sigmoid(self.fc0(self.q0(x.flatten(1))))))
+
+    return export_qonnx(WithSigmoid().eval(), (1, 4, 4), path, verify=False).path
+
+
+CAUSE = "PWPolyF node PWPolyF_0 cannot be specialized for FPGA part xc7z020clg400-1"
+
+
+def test_finn_failure_quotes_finns_cause_not_a_deleted_build_dir(cache, tmp_path, monkeypatch):
+    """Outside pytest FINN logs the error into the build dir and returns non-zero (read before that dir,
+    a temporary one, is deleted); inside pytest it re-raises (the worker's traceback). Both are quoted."""
+    from bitswarm.hw.finn_estimate import finn_estimate_onnx
+    from bitswarm.hw.finn_worker import FinnError, FinnWorker
+
+    onnx, board = _sigmoid_qonnx(tmp_path / "sigmoid.onnx"), load_board("pynq-z2")
+    with pytest.raises(FinnError, match=f"FINN failed: .*{CAUSE}"):  # the shared worker: started under pytest
+        finn_estimate_onnx(onnx, board, cache)
+    monkeypatch.delenv("PYTEST_CURRENT_TEST")  # a worker as a user's run starts it
+    w = FinnWorker(tmp_path / "finn_build", tmp_path / "worker.log")
+    try:
+        with pytest.raises(FinnError) as e:
+            w.build(onnx, tmp_path / "build", part=board.fpga.part, board=board.fpga.finn_board,
+                    clk_ns=board.fpga.clock_period_ns, target_fps=1000)
+    finally:
+        w.close()
+    msg = str(e.value)
+    assert f"FINN failed: FINN ERROR: {CAUSE}" in msg and "(in step_specialize_layers)" in msg
+    assert "build_dataflow.log" not in msg and CAUSE in (tmp_path / "worker.log").read_text()
+
+
+def test_finn_internal_error_without_a_message_quotes_its_type(tmp_path):
+    from bitswarm.hw.finn_worker import build_log_cause, exception_text
+
+    log = tmp_path / "build_dataflow.log"
+    rich_traceback = "\u256d\u2500 Traceback \u2500\u256e\n\u2502 frame \u2502\n\u2570\u2500\u256f\nAssertionError\n"
+    log.write_text("[t]INFO:Running step: step_streamline [4/12]\n[t]ERROR:FINN INTERNAL COMPILER ERROR: \n"
+                   + rich_traceback)
+    assert build_log_cause(log, -1) == "FINN INTERNAL COMPILER ERROR: AssertionError (in step_streamline)"
+    assert "no readable log" in build_log_cause(tmp_path / "missing.log", -1)
+    tb = ('Traceback (most recent call last):\n  File "x.py", line 1, in f\n    g()\n'
+          "bitswarm.hw.finn_worker.FinnError: FINN ERROR: Node X\nnot mapped\n")
+    assert exception_text(tb) == "FINN ERROR: Node X not mapped"

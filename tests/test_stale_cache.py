@@ -77,6 +77,8 @@ def test_changed_weights_file_under_the_same_name_changes_the_key_and_retrains(t
 
     a = save(0.01)
     _train(spec, tiny_mnist_dir, "--weights", str(weights))
+    _train(spec, tiny_mnist_dir, "--weights", str(weights))  # the same file: served from the cache
+    assert len(_checkpoints(cache)) == 1
     b = save(-0.02)
     assert a != b
     _train(spec, tiny_mnist_dir, "--weights", str(weights))
@@ -123,3 +125,17 @@ def test_entry_digest_of_a_user_model_is_the_same_in_two_processes(tmp_path):
     out = [subprocess.run([sys.executable, str(script), spec, str(n)], capture_output=True, text=True, env=env,
                           check=True, timeout=300).stdout.strip() for n in (0, 7)]
     assert out[0] == out[1] == entry_digest(get_model(spec, dataset="mnist")), json.dumps(out)
+
+
+def test_model_file_edited_within_the_same_second_is_not_run_from_stale_bytecode(tmp_path, monkeypatch):
+    """With bytecode caching on (the default outside this test run), ``__pycache__`` is keyed by the
+    source's mtime in whole seconds and its size: MaxPool2d -> AvgPool2d keeps the size."""
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    path = tmp_path / "net.py"
+    spec = _write_model(path)
+    old = get_model(spec, dataset="mnist")
+    assert "MaxPool2d" in repr(old.build(old.uniform_bits(32, 32)))
+    _write_model(path, pool="AvgPool2d")
+    new = get_model(spec, dataset="mnist")
+    assert "AvgPool2d" in repr(new.build(new.uniform_bits(32, 32)))
+    assert entry_digest(new) != entry_digest(old)

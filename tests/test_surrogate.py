@@ -4,6 +4,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,8 @@ from bitswarm.errors import ConfigError
 from bitswarm.hw.cost import Cost, LayerCost, get_cost_model
 from bitswarm.hw.cost_bitops import bit_metrics
 from bitswarm.hw.cost_surrogate import default_path
-from bitswarm.hw.surrogate import encode, load_surrogate
-from bitswarm.models import get_model
+from bitswarm.hw.surrogate import encode, load_surrogate, variables
+from bitswarm.models import BitConfig, get_model
 
 
 def fake_finn(entry, bits, board, cache_dir=None, target_fps=10000) -> Cost:
@@ -116,10 +117,74 @@ def test_unknown_cost_name_lists_surrogate():
 def test_uncalibrated_bit_width_is_refused(fake, tmp_path):
     entry, board = get_model("tfc"), load_board("pynq-z2")
     sur, _ = cal.calibrate(entry, board, tmp_path, n_train=12, n_test=3)
-    x = encode(entry, [entry.uniform_bits(1, 1)])
-    with pytest.raises(ConfigError, match=r"bit-widths \[1\] were not calibrated"):
-        sur.predict_many(x)
-    assert np.isfinite(sur.predict_many(encode(entry, [entry.uniform_bits(2, 2)]))["lut"]).all()
+    assert sur.candidates == tuple(range(1, 9))
+    with pytest.raises(ConfigError, match=r"bit-widths \[16\] were not calibrated"):
+        sur.predict_many(encode(entry, [entry.uniform_bits(16, 16)]))
+    assert np.isfinite(sur.predict_many(encode(entry, [entry.uniform_bits(1, 1)]))["lut"]).all()
+
+
+def test_per_variable_candidates_a_variable_without_1_bit(fake, tmp_path):
+    """The tables index each variable by its own candidates: one without 1 bit still works, and 1 bit is
+    refused there (naming the variable) but taken where it was calibrated."""
+    from bitswarm.hw.surrogate_fit import fit
+
+    entry, board = get_model("tfc"), load_board("pynq-z2")
+    choices = tuple((2, 3, 4, 6, 8) if v == ("input_quant", "a") else (1, 2, 4, 8) for v in variables(entry))
+    configs = cal.sample_configs(entry, choices, 30, 0, "train")
+    assert {b["input_quant"].a for b in configs} <= {2, 3, 4, 6, 8} and 1 in {b["fc0"].w for b in configs}
+    sur, _ = fit(entry, board, "fps:10000", choices, [(b, fake_finn(entry, b, board)) for b in configs])
+    assert sur.choices == choices and sur.sizes()[:2] == [5, 4]
+    path = tmp_path / "s.json"
+    sur.save(path)
+    assert load_surrogate(path) == sur
+    ok = BitConfig.uniform(entry.specs, 1, 1, input_quant=(None, 2))
+    assert sur.predict_many(encode(entry, [ok]))["lut"][0] == pytest.approx(fake_finn(entry, ok, board)["lut"], rel=0.2)
+    with pytest.raises(ConfigError, match=r"field 'input_quant.a': bit-widths \[1\] were not calibrated"):
+        sur.predict_many(encode(entry, [entry.uniform_bits(1, 1)]))
+
+
+def test_old_version_file_is_refused_with_the_recalibrate_command(fake, tmp_path):
+    entry, board = get_model("tfc"), load_board("pynq-z2")
+    sur, _ = cal.calibrate(entry, board, tmp_path, n_train=12, n_test=3)
+    data = json.loads(json.dumps({"format": "bitswarm-finn-surrogate", **asdict(sur)}))
+    data.pop("choices"), data.pop("input_shape")  # as version 1 wrote it
+    old = {**data, "version": 1, "candidates": [2, 3, 4, 5, 6, 7, 8], "policy": "fps:50000"}
+    default = default_path(tmp_path, "tfc", "pynq-z2", 50000)
+    default.parent.mkdir(parents=True)
+    for path in (tmp_path / "mine.json", default):
+        path.write_text(json.dumps(old))
+        with pytest.raises(ConfigError) as e:
+            get_cost_model("surrogate", path=path)(entry, entry.default_bits(), board)
+        out = "" if path == default else f" --out {path}"
+        assert str(e.value) == (f"{path}: field 'version': version 1 is out of date (this bitswarm reads version 2: "
+                                "per-layer candidates over FINN's 1..8 bits); recalibrate; allowed: run `bitswarm "
+                                f"calibrate --model tfc --board pynq-z2 --target-fps 50000{out}` first")
+    with pytest.raises(ConfigError, match=r"version 1 is out of date.*--target-fps 50000` first"):
+        get_cost_model("surrogate", cache_dir=tmp_path, target_fps=50000)(entry, entry.default_bits(), board)
+    user = {**old, "model": "nets/mine.py:build"}
+    (tmp_path / "user.json").write_text(json.dumps(user))
+    with pytest.raises(ConfigError, match=r"--model nets/mine.py:build --board pynq-z2 --input-shape C,H,W"):
+        load_surrogate(tmp_path / "user.json")
+
+
+def test_calibration_configs_follow_finn_narrow_and_include_1_bit():
+    """smallcnn: its input quantizer and activations feed zero-padded convs or MaxPools (no 1-bit there);
+    each variable is drawn from exactly what ``finn_narrow`` keeps of the board's 1..8, 1 bit included."""
+    from bitswarm.models.finn_support import finn_narrow
+
+    entry, board = get_model("smallcnn"), load_board("pynq-z2")
+    cands = cal.surrogate_candidates(board)
+    assert cands == tuple(range(1, 9))
+    choices = cal.surrogate_choices(entry, cands)
+    narrow = finn_narrow(entry)
+    assert choices == tuple(narrow(n, k, cands) for n, k in variables(entry))
+    assert choices[variables(entry).index(("input_quant", "a"))] == tuple(range(2, 9))
+    train, test = cal.split_configs(entry, cands, 40, 10, 0)
+    x = encode(entry, train + test)
+    for v, c in enumerate(choices):
+        assert set(x[:, v].tolist()) == set(c), variables(entry)[v]  # all of them drawn, nothing else
+    with_1 = {variables(entry)[v] for v, c in enumerate(choices) if 1 in c}
+    assert {("conv0", "w"), ("fc0", "w")} <= with_1 and ("input_quant", "a") not in with_1
 
 
 @pytest.mark.finn
@@ -133,6 +198,67 @@ def test_cli_calibrates_tfc_with_real_finn(tmp_path):
     assert "held-out error on 2 configurations" in run.stdout
     sur = load_surrogate(out)
     assert sur.error["test"]["lut"]["n"] == 2 and sur.model == "tfc"
+
+
+@pytest.mark.finn
+def test_real_calibration_over_1_to_8_bits_at_a_target_tfc_meets(tmp_path):
+    """100,000 FPS: every TFC layer meets the target, so FINN folds once and there is one T (this used to
+    crash the fit); 4 + 2 FINN runs, 1-bit values among them."""
+    entry, board = get_model("tfc"), load_board("pynq-z2")
+    sur, test = cal.calibrate(entry, board, tmp_path, n_train=4, n_test=2, target_fps=100000)
+    assert sur.policy == "fps:100000" and sur.t_values == (1000.0,) and sur.candidates == tuple(range(1, 9))
+    train, _ = cal.split_configs(entry, cal.surrogate_candidates(board), 4, 2, 0)
+    assert (encode(entry, train + [b for b, _ in test]) == 1).any()
+    # FINN's folding rule (1-bit weights folded 2 bits wide, as FINN does) reproduces every MVAU's cycles
+    assert {lay.name: lay.tables["cycles"].how for lay in sur.layers if lay.name.startswith("fc")} == dict.fromkeys(
+        ("fc0", "fc1", "fc2", "fc3"), "finn-folding")
+    assert sur.error["test"]["cycles"]["max_ape_pct"] == 0
+    path = tmp_path / "tfc-100k.json"
+    sur.save(path)
+    cost = get_cost_model("surrogate", path=path)(entry, entry.uniform_bits(1, 1), board)
+    assert 0 < cost["cycles"] <= 1000 and cost["lut"] > 0 and cost["throughput_fps"] >= 100000
+
+
+CNN = f"{Path(__file__).parent / 'fixtures' / 'byom_cnn.py'}:build"
+
+
+def test_cli_calibrate_resolves_a_user_model_from_its_input_shape_alone(tmp_path, monkeypatch, capsys):
+    from bitswarm.cli import main
+
+    seen = {}
+
+    def stop(entry, board, *a, **k):
+        seen["entry"] = entry
+        raise ConfigError("stub", "-", "stopped after argument resolution")
+
+    monkeypatch.setattr(cal, "calibrate", stop)
+    monkeypatch.setenv("BITSWARM_CACHE_DIR", str(tmp_path / "cache"))
+    argv = ["calibrate", "--model", CNN, "--train", "2", "--test", "2"]
+    # --input-shape is enough, even beside a dataset that does not exist: no data is read
+    assert main([*argv, "--input-shape", "3,32,32", "--dataset", str(tmp_path / "none.npz")]) == 2
+    assert "stopped after argument resolution" in capsys.readouterr().err
+    entry = seen.pop("entry")
+    assert entry.name == CNN and entry.input_shape == (3, 32, 32) and ("classifier", "w") in variables(entry)
+    for extra, msg in (([], "needs its input shape; allowed: --input-shape C,H,W"),
+                       (["--input-shape", "3,32"], "cannot read '3,32'")):
+        assert main([*argv, *extra]) == 2 and msg in capsys.readouterr().err
+    assert main(["calibrate", "--model", "tfc", "--input-shape", "3,32,32"]) == 2
+    assert "zoo model tfc is calibrated as it is (mnist, input 1,28,28)" in capsys.readouterr().err and not seen
+
+
+@pytest.mark.finn
+def test_cli_calibrates_a_user_model_from_its_input_shape(tmp_path):
+    out = tmp_path / "cnn.json"
+    env = {"BITSWARM_CACHE_DIR": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "bitswarm", "calibrate", "--model", CNN, "--input-shape", "3,32,32",
+                          "--train", "2", "--test", "1", "--out", str(out)], capture_output=True, text=True,
+                         env=env, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    sur = load_surrogate(out)
+    assert sur.model == CNN and sur.input_shape == (3, 32, 32) and sur.error["n_test"] == 1
+    entry = get_model(CNN, input_shape=(3, 32, 32))
+    assert sur.choices == cal.surrogate_choices(entry, tuple(range(1, 9))) and 1 in sur.candidates
+    assert dict(zip(sur.variables, sur.choices, strict=True))[("input_quant", "a")] == tuple(range(2, 9))
 
 
 def test_correction_ratio_from_one_point_and_linear_from_two(tmp_path):

@@ -95,3 +95,34 @@ def test_latency_constrained_search_with_tvm_cost_on_host(tmp_path, tiny_mnist_d
     assert rc == 0, capsys.readouterr().err
     r = json.loads((tmp_path / "run" / "result.json").read_text())
     assert r["evaluations"] >= 2 and 0 < r["best"]["cost"]["latency_ms"] <= 5 and r["best"]["violation"] == 0
+
+
+def test_a_server_bitswarm_starts_itself_must_listen_on_loopback(tmp_path, monkeypatch, capsys):
+    """``start_local: true`` with a network address would serve code uploads to the network: refused
+    (one line naming the board file's ``rpc.host``) before any server is started."""
+    import yaml
+
+    import bitswarm.hw.tvm_rpc as tvm_rpc
+    from bitswarm.boards import board_dir
+    from bitswarm.cli import main
+
+    def no_server(*a, **k):
+        raise AssertionError("an RPC server was started")
+
+    monkeypatch.setattr(tvm_rpc.subprocess, "Popen", no_server)
+    monkeypatch.setenv("BITSWARM_CACHE_DIR", str(tmp_path / "cache"))
+    data = yaml.safe_load((board_dir() / "host.yaml").read_text())
+    data["rpc"] = {"host": "0.0.0.0", "port": 9090, "start_local": True}
+    path = tmp_path / "open.yaml"
+    path.write_text(yaml.safe_dump({**data, "name": "open"}))
+    assert main(["tvm", "measure", "--board", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{path}: field 'rpc.host': '0.0.0.0' is not a loopback address" in err[0], err
+    assert "allowed: 127.0.0.1, localhost, ::1" in err[0]
+    for host in ("127.0.0.1", "localhost", "::1"):
+        tvm_rpc.check_loopback(dataclasses.replace(load_board("host"), rpc=RpcSpec(host, 9090, True)))
+    try:  # an IPv6 loopback server gets a port as an IPv4 one does
+        port = free_port("::1")
+    except OSError:
+        return  # no IPv6 on this host
+    assert port_is_free("::1", port)

@@ -3,6 +3,8 @@
 Runs finn-plus' estimate on ``--train`` + ``--test`` random configurations (cached on disk), fits
 the per-layer tables on the training ones and always reports the error on the held-out ones
 (also stored in the file). ``--measured`` adds a correction to measured (post-synthesis) figures.
+A user model (``--model file.py:fn``) needs only its input shape (``--input-shape C,H,W``, or a
+``--dataset`` that implies it): calibration reads no data.
 """
 
 from __future__ import annotations
@@ -22,6 +24,53 @@ def report(sur) -> list[str]:
     return lines
 
 
+def parse_shape(text: str) -> tuple[int, ...]:
+    from bitswarm.errors import ConfigError
+
+    try:
+        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise ConfigError("--input-shape", "input shape", f"cannot read {text!r}", "C,H,W, e.g. 3,32,32")
+    return shape
+
+
+def resolve_entry(model: str, dataset: str | None, input_shape: str | None, weights: str | None, env):
+    """The model to calibrate; a user model's input shape from ``--input-shape`` (no data read), else from
+    ``--dataset`` (mnist/cifar10: known; a folder or .npz: read, as `bitswarm search` does)."""
+    from bitswarm.errors import ConfigError
+    from bitswarm.models import ZOO, get_model
+    from bitswarm.models.custom import DATASET_SHAPES
+
+    shape = parse_shape(input_shape) if input_shape else None
+    if model in ZOO or ":" not in model:
+        return _zoo_entry(get_model(model), dataset, shape, weights)
+    if shape is None and dataset is None:
+        raise ConfigError("--input-shape", "input shape", f"a user model ({model}) needs its input shape",
+                          "--input-shape C,H,W (e.g. 3,32,32), or --dataset mnist/cifar10/a folder/an .npz")
+    if shape is None and dataset not in DATASET_SHAPES:
+        from bitswarm.workflow import get_data
+
+        shape = tuple(get_data(dataset, None, env).input_shape)
+    if dataset is None:
+        dataset = next((d for d, s in DATASET_SHAPES.items() if s == shape), "custom")
+    return get_model(model, weights=weights, dataset=dataset, input_shape=shape)
+
+
+def _zoo_entry(entry, dataset, shape, weights):
+    """A zoo model as it is: a different dataset, input shape or weights would be another model."""
+    from bitswarm.errors import ConfigError
+
+    for flag, given, own in (("--dataset", dataset, entry.dataset), ("--input-shape", shape, tuple(entry.input_shape)),
+                             ("--weights", weights, None)):
+        if given is not None and given != own:
+            raise ConfigError(flag, flag[2:], f"zoo model {entry.name} is calibrated as it is "
+                              f"({entry.dataset}, input {','.join(map(str, entry.input_shape))})",
+                              f"omit {flag}; it is for a user model (file.py:fn)")
+    return entry
+
+
 def cmd_calibrate(args) -> int:
     from tqdm import tqdm
 
@@ -29,11 +78,10 @@ def cmd_calibrate(args) -> int:
     from bitswarm.env import read_environment
     from bitswarm.hw.calibrate import calibrate
     from bitswarm.hw.cost_surrogate import default_path
-    from bitswarm.models import get_model
 
     board = load_board(args.board)
-    entry = get_model(args.model)
     env = read_environment()
+    entry = resolve_entry(args.model, args.dataset, args.input_shape, args.weights, env)
     bar = tqdm(total=args.train + args.test, desc=f"FINN estimates ({entry.name})", unit="config")
     sur, _ = calibrate(entry, board, env.cache_dir, args.train, args.test, args.seed, args.target_fps,
                        progress=lambda i, n: bar.update(1))
@@ -55,6 +103,11 @@ def register(sub) -> None:
     sp = sub.add_parser("calibrate", help="fit the FINN surrogate (--cost surrogate) and report its held-out error",
                         description=__doc__.split("\n\n")[1].replace("\n", " "))
     sp.add_argument("--model", default="tfc", help="zoo model name or file.py:fn; default tfc")
+    sp.add_argument("--dataset", default=None,
+                    help="a user model's dataset, for its input shape: mnist, cifar10, a folder or an .npz")
+    sp.add_argument("--input-shape", default=None,
+                    help="a user model's input C,H,W (e.g. 3,32,32); enough on its own (no data read)")
+    sp.add_argument("--weights", default=None, help="a user model's float state_dict (as for `bitswarm search`)")
     sp.add_argument("--board", default="pynq-z2", help="board name or YAML path (with an fpga section)")
     sp.add_argument("--train", type=int, default=60, help="random configurations to fit on; default 60")
     sp.add_argument("--test", type=int, default=30, help="held-out random configurations; default 30")

@@ -108,8 +108,8 @@ def _spec(args, entry, constraints):
 
 
 def _calibrated_board(entry, board):
-    """A missing or mismatched calibration is found before any long work; 1-bit is not in a mixed
-    FINN configuration, so the search keeps the calibrated bit-widths (as the deploy's FINN search)."""
+    """A missing or mismatched calibration is found before any long work; the board keeps only the
+    bit-widths the surrogate was calibrated over."""
     from bitswarm.hw.cost import get_cost_model
 
     calibrated = get_cost_model("surrogate").surrogate_for(entry, board).candidates
