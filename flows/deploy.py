@@ -280,7 +280,13 @@ def deploy(cfg: DeployConfig, *, on_step=None) -> Path:
 
         raise ConfigError(str(final), "run-id", "a package with this run id exists", "a new --run-id")
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    try:
+        partial.mkdir(parents=True)
+    except OSError as e:
+        from bitswarm.errors import ConfigError
+
+        raise ConfigError(str(board_dir), "--out", f"cannot create the package directory ({e.strerror})",
+                          "a writable directory with free space") from e
     try:
         run_flow(STEPS, cfg, partial / "flow", {"package_dir": str(partial)}, on_step=on_step)
         partial.rename(final)

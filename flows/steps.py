@@ -78,7 +78,10 @@ def run_flow(steps: list[Step], cfg: Any, out_dir: Path, state: State | None = N
         except Exception as e:  # every failure is reported with the step's name
             log.append({"step": step.name, "seconds": round(time.time() - t0, 3), "status": "failed",
                         "error": str(e)})
-            _write_json(log_file, log)
+            try:
+                _write_json(log_file, log)
+            except OSError as log_error:  # a full disk or read-only --out must not hide the step's own error
+                e.add_note(f"(the flow log {log_file} could not be written: {log_error})")
             raise StepError(step.name, e) from e
         log.append({"step": step.name, "seconds": round(time.time() - t0, 3), "status": "ok"})
         _write_json(state_file, state)

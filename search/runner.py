@@ -120,7 +120,12 @@ def run_search(space: Space, searcher, evaluate, run_dir: Path, signature: dict,
     """Drive ``searcher`` to its end (or until ``budget`` trained evaluations, checked between rounds);
     ``evaluate(bits) -> (fitness, violation, cost dict[, trained])``, run by ``executor`` (default: serial).
     Returns what ``result.json`` holds (an untrained fitness as None)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        from bitswarm.errors import ConfigError
+
+        raise ConfigError(str(run_dir), "--run-dir", f"cannot create it ({e.strerror})", "a writable directory") from e
     lock = lock_run_dir(run_dir)
     try:
         return _run_locked(space, searcher, evaluate, run_dir, signature, screening, seed, progress, on_eval,

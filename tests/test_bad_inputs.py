@@ -363,3 +363,29 @@ def test_a_second_search_on_a_locked_run_dir_is_refused_at_once(tmp_path):
     finally:
         held.close()
     lock_run_dir(tmp_path).close()  # free again once the first has ended
+
+
+def test_a_read_only_out_dir_is_one_line_and_the_step_error_is_not_hidden(tmp_path, capsys, monkeypatch):
+    import os
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root ignores the mode bits: make mkdir fail the way a read-only mount does
+            from pathlib import Path as P
+
+            real = P.mkdir
+
+            def refuse(self, *a, **k):
+                if str(self).startswith(str(ro)):
+                    raise PermissionError(13, "Read-only file system", str(self))
+                return real(self, *a, **k)
+
+            monkeypatch.setattr(P, "mkdir", refuse)
+        rc = main(["deploy", "--board", "pynq-z2", "--config", "nosuch.yaml", "--out", str(ro)])
+    finally:
+        os.chmod(ro, 0o700)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--out" in err[0] and "Read-only file system" in err[0]
+    assert not list(ro.iterdir())
