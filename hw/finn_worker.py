@@ -170,22 +170,20 @@ class FinnWorker:
 
     def build(self, onnx: Path, out_dir: Path, *, part: str, board: str, clk_ns: float, target_fps: int | None = None,
               folding_file: str | None = None, steps=ESTIMATE_STEPS, timeout: float = 1800) -> dict:
-        self.conn.send({"onnx": str(onnx), "out_dir": str(out_dir), "part": part, "board": board, "clk_ns": clk_ns,
-                        "target_fps": target_fps, "folding_file": folding_file, "steps": steps})
-        try:
-            return self._expect("ok", timeout)
-        except FinnError:
-            if not self.proc.is_alive():
-                _WORKERS.clear()
-            raise
+        return self._request({"onnx": str(onnx), "out_dir": str(out_dir), "part": part, "board": board,
+                              "clk_ns": clk_ns, "target_fps": target_fps, "folding_file": folding_file,
+                              "steps": steps}, timeout)
 
     def execute_levels(self, onnx: Path, models_dir: Path, x, timeout: float = 3600) -> dict:
         """Outputs of the QONNX model and of FINN's saved intermediate models on ``x`` (see finn_verify)."""
-        self.conn.send({"kind": "verify", "onnx": str(onnx), "models_dir": str(models_dir), "x": x})
+        return self._request({"kind": "verify", "onnx": str(onnx), "models_dir": str(models_dir), "x": x}, timeout)
+
+    def _request(self, req: dict, timeout: float):
+        self.conn.send(req)
         try:
             return self._expect("ok", timeout)
         except FinnError:
-            if not self.proc.is_alive():
+            if not self.proc.is_alive():  # a dead worker is replaced on the next get_worker()
                 _WORKERS.clear()
             raise
 

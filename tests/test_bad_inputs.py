@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
 from bitswarm.boards import SshSpec, load_board
 from bitswarm.cli import main
@@ -73,11 +72,9 @@ def test_counts_must_be_positive(tmp_path, capsys, argv, flag):
 # 2. boards --------------------------------------------------------------------------------------
 
 def _board(tmp_path, mutate):
-    data = yaml.safe_load(open(load_board("pynq-z2").source))
-    mutate(data)
-    p = tmp_path / "pynq-z2.yaml"
-    p.write_text(yaml.safe_dump(data))
-    return p
+    from test_boards import _write  # pytest puts tests/ on sys.path (no package)
+
+    return _write(tmp_path, mutate)
 
 
 @pytest.mark.parametrize("mutate, field, allowed", [
