@@ -15,7 +15,8 @@ Steps (each a :class:`~bitswarm.flows.steps.Step`; start/stop at any of them):
 
 The package is assembled in ``<out>/<board>/.partial-<run-id>/`` and renamed to
 ``<out>/<board>/<run-id>/`` only when every step has succeeded, so an interrupted or failed
-deploy leaves no package behind.
+deploy leaves no package behind; the partial directory keeps its flow state and search journal,
+and re-running the same command resumes at the first unfinished step.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch
 
 from bitswarm.boards import Board
 from bitswarm.env import Environment
-from bitswarm.flows.steps import State, Step, run_flow
+from bitswarm.flows.steps import State, Step, StepError, run_flow
 
 
 @dataclass(frozen=True)
@@ -270,27 +271,76 @@ STEPS = [Step("bits", step_bits), Step("train", step_train), Step("export", step
          Step("report", step_report), Step("manifest", step_manifest)]
 
 
-def deploy(cfg: DeployConfig, *, on_step=None) -> Path:
-    """Run the whole flow; returns the finished package directory."""
-    board_dir = cfg.out_root / cfg.board.name
-    final = board_dir / cfg.run_id
-    partial = board_dir / f".partial-{cfg.run_id}"
-    if final.exists():
-        from bitswarm.errors import ConfigError
+def config_digest(cfg: DeployConfig) -> str:
+    """What a deploy's result depends on (not its run id, command line or output root)."""
+    from dataclasses import replace
 
-        raise ConfigError(str(final), "run-id", "a package with this run id exists", "a new --run-id")
-    shutil.rmtree(partial, ignore_errors=True)
+    from bitswarm.cachekey import digest
+
+    return digest(repr(replace(cfg, run_id="", command="", out_root=Path("."))))
+
+
+def _partial_dir(cfg: DeployConfig, board_dir: Path, key: str) -> Path:
+    """The unfinished package to resume (same settings), else a new one for ``cfg.run_id``."""
+    from bitswarm.errors import ConfigError
+
+    own = board_dir / f".partial-{cfg.run_id}"
+    candidates = [own] + sorted(p for p in board_dir.glob(".partial-*") if p != own)
+    for p in candidates:
+        tag = p / "flow" / "config_digest"
+        if tag.is_file() and tag.read_text() == key:
+            return p
+    if own.exists():
+        raise ConfigError(str(own), "run-id", "an unfinished deploy with this run id has other settings",
+                          f"the same command to resume it, delete {own}, or a new --run-id")
     try:
-        partial.mkdir(parents=True)
+        (own / "flow").mkdir(parents=True)
     except OSError as e:
-        from bitswarm.errors import ConfigError
-
         raise ConfigError(str(board_dir), "--out", f"cannot create the package directory ({e.strerror})",
                           "a writable directory with free space") from e
+    (own / "flow" / "config_digest").write_text(key)
+    return own
+
+
+def _resume_point(partial: Path) -> str | None:
+    """The first step of STEPS that has not finished in ``partial`` (None: start from the beginning)."""
+    log_file = partial / "flow" / "flow_log.json"
+    done = {e["step"] for e in json.loads(log_file.read_text()) if e["status"] == "ok"} if log_file.exists() else set()
+    todo = [s.name for s in STEPS if s.name not in done]
+    return todo[0] if done and todo else None
+
+
+def deploy(cfg: DeployConfig, *, on_step=None, start_at: str | None = None, stop_after: str | None = None) -> Path:
+    """Run the flow; returns the finished package directory (``.partial-<id>`` with ``stop_after``).
+
+    The package is assembled in ``.partial-<id>/`` and renamed only when every step succeeded. A failed
+    or interrupted deploy (even ``kill -9``) keeps it, with its flow state and search journal:
+    re-running the same command resumes at the first unfinished step (``start_at`` overrides that).
+    """
+    from bitswarm.errors import ConfigError
+
+    board_dir = cfg.out_root / cfg.board.name
+    if cfg.qonnx:  # a bad file is refused before any directory exists
+        from bitswarm.flows.qonnx_in import validate_qonnx
+
+        validate_qonnx(cfg.qonnx, for_finn=cfg.board.fpga is not None)
+    key = config_digest(cfg)
+    partial = _partial_dir(cfg, board_dir, key)
+    final = board_dir / partial.name.removeprefix(".partial-")
+    if final.exists():
+        raise ConfigError(str(final), "run-id", "a package with this run id exists", "a new --run-id")
+    first = start_at or _resume_point(partial)
+    resumable = first is not None and (partial / "flow" / "flow_state.json").exists()
+    state = None if resumable else {"package_dir": str(partial)}
     try:
-        run_flow(STEPS, cfg, partial / "flow", {"package_dir": str(partial)}, on_step=on_step)
-        partial.rename(final)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)  # nothing half-made is left behind
+        run_flow(STEPS, cfg, partial / "flow", state, start_at=first, stop_after=stop_after, on_step=on_step)
+    except BaseException as e:
+        if _resume_point(partial) is None and not (partial / "search" / "journal.sqlite").exists():
+            shutil.rmtree(partial, ignore_errors=True)  # nothing done yet (e.g. a bad input): nothing kept
+        elif isinstance(e, StepError):
+            e.args = (f"{e.args[0]} (unfinished package kept in {partial}: the same command resumes it)",)
         raise
+    if stop_after is not None and stop_after != STEPS[-1].name:
+        return partial
+    partial.rename(final)
     return final

@@ -56,11 +56,9 @@ def check_for_finn(model, src: Path) -> None:
                           "the operators of quantized CNNs: " + ", ".join(sorted(FINN_OPS)))
 
 
-def import_qonnx(src: str | Path, dest: Path, for_finn: bool) -> list[int]:
-    """Write a cleaned, self-contained copy of ``src`` to ``dest``; returns its input shape without batch."""
-    import onnx
-    from qonnx.util.cleanup import cleanup
-
+def validate_qonnx(src: str | Path, for_finn: bool):
+    """The loaded model (initializer inputs dropped) and its input dims, or one ConfigError naming ``src``;
+    writes nothing (the deploy calls it before it creates any directory)."""
     src = Path(src)
     model = _load(src)
     _drop_initializer_inputs(model)
@@ -71,6 +69,16 @@ def import_qonnx(src: str | Path, dest: Path, for_finn: bool) -> list[int]:
         raise ConfigError(str(src), "graph.input", f"shape {dims}", "(1, C, H, W) or (1, features), static")
     if for_finn:
         check_for_finn(model, src)
+    return model, dims
+
+
+def import_qonnx(src: str | Path, dest: Path, for_finn: bool) -> list[int]:
+    """Write a cleaned, self-contained copy of ``src`` to ``dest``; returns its input shape without batch."""
+    import onnx
+    from qonnx.util.cleanup import cleanup
+
+    src = Path(src)
+    model, dims = validate_qonnx(src, for_finn)
     tmp = dest.with_suffix(".import.onnx")
     try:
         onnx.save(model, str(tmp))

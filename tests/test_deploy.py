@@ -85,14 +85,19 @@ def test_deploy_builds_a_complete_package(tmp_path, tiny_mnist_dir, doubles):
     assert not list((tmp_path / "deploy" / "pynq-z2").glob(".partial-*"))
 
 
-def test_failed_or_interrupted_deploy_leaves_no_package(tmp_path, tiny_mnist_dir, doubles, monkeypatch):
+def test_failed_or_interrupted_deploy_leaves_no_package_and_resumes(tmp_path, tiny_mnist_dir, doubles, monkeypatch):
+    """A failed or interrupted deploy keeps only its hidden ``.partial-<id>``; the same command (even with
+    another run id, as the CLI's timestamped default gives) resumes it at the failed step."""
+    good = sys.modules["bitswarm.hw.tvm_build"].compile_tvm
+
     def broken(*a, **k):
         raise RuntimeError("arm-linux-gnueabihf-g++ not found")
 
     sys.modules["bitswarm.hw.tvm_build"].compile_tvm = broken
-    with pytest.raises(StepError, match="step 'tvm' failed: arm-linux-gnueabihf-g"):
+    with pytest.raises(StepError, match="step 'tvm' failed: arm-linux-gnueabihf-g.*the same command resumes"):
         D.deploy(_cfg(tmp_path, tiny_mnist_dir))
-    assert list((tmp_path / "deploy" / "pynq-z2").iterdir()) == []
+    board_dir = tmp_path / "deploy" / "pynq-z2"
+    assert [p.name for p in board_dir.iterdir()] == [".partial-r1"]
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
@@ -100,7 +105,16 @@ def test_failed_or_interrupted_deploy_leaves_no_package(tmp_path, tiny_mnist_dir
     sys.modules["bitswarm.hw.tvm_build"].compile_tvm = interrupted
     with pytest.raises(KeyboardInterrupt):
         D.deploy(_cfg(tmp_path, tiny_mnist_dir))
-    assert list((tmp_path / "deploy" / "pynq-z2").iterdir()) == []
+    assert [p.name for p in board_dir.iterdir()] == [".partial-r1"]
+
+    ran = []  # the finished steps are not run again
+    monkeypatch.setattr(D, "STEPS", [D.Step(s.name, (lambda st, c, _n=s.name: ran.append(_n) or st)
+                                            if s.name in ("bits", "train", "export", "finn") else s.fn)
+                                     for s in D.STEPS])
+    sys.modules["bitswarm.hw.tvm_build"].compile_tvm = good
+    pkg = D.deploy(_cfg(tmp_path, tiny_mnist_dir, run_id="another-id"))
+    assert ran == [] and pkg.name == "r1" and (pkg / "report.html").exists()  # resumed at 'tvm'
+    assert [p.name for p in board_dir.iterdir()] == ["r1"]
 
 
 def test_bad_config_fails_before_work(tmp_path, tiny_mnist_dir, doubles):
@@ -147,3 +161,40 @@ def test_deploy_end_to_end_with_real_finn_and_tvm(tmp_path, tiny_mnist_dir, monk
     arm, host = s["tvm"]
     assert (pkg / arm["lib"]).read_bytes()[:4] == b"\x7fELF" and arm["latency_ms"] is None
     assert host["latency_ms"] > 0 and host["verified_max_abs_diff"] < 1e-3
+
+
+@pytest.mark.finn
+@pytest.mark.slow
+def test_kill_9_during_the_finn_step_then_the_same_command_finishes_without_redoing_earlier_steps(tmp_path,
+                                                                                                 tiny_mnist_dir):
+    import json as _json
+    import os
+    import signal
+    import subprocess
+    import time
+
+    bits = tmp_path / "bits.yaml"
+    from bitswarm.models import get_model
+
+    get_model("tfc").uniform_bits(2, 2, keep_first_last=True).save(bits)
+    cmd = [sys.executable, "-m", "bitswarm", "deploy", "--board", "pynq-z2", "--model", "tfc", "--config", str(bits),
+           "--data-dir", str(tiny_mnist_dir), "--fp-epochs", "1", "--epochs", "1", "--no-tvm", "--threads", "1",
+           "--verify-samples", "20", "--out", str(tmp_path / "out")]
+    env = {**os.environ, "BITSWARM_CACHE_DIR": str(tmp_path / "cache")}
+    first = subprocess.Popen([*cmd, "--run-id", "first"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    log = tmp_path / "out" / "pynq-z2" / ".partial-first" / "flow" / "flow_log.json"
+    deadline = time.time() + 600
+    while time.time() < deadline and not (log.exists() and "export" in log.read_text()):
+        time.sleep(0.5)
+    assert log.exists(), "the deploy never reached its FINN step"
+    os.killpg(first.pid, signal.SIGKILL)  # the deploy and its FINN worker
+    first.wait()
+    done_before = [e["step"] for e in _json.loads(log.read_text())]
+    assert done_before == ["bits", "train", "export"]
+    r = subprocess.run([*cmd, "--run-id", "second"], env=env, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    pkg = tmp_path / "out" / "pynq-z2" / "first"  # the unfinished package was resumed and finished
+    steps = [e["step"] for e in _json.loads((pkg / "flow" / "flow_log.json").read_text())]
+    assert steps[:3] == ["bits", "train", "export"] and steps[3] == "finn" and steps.count("train") == 1
+    assert _json.loads((pkg / "summary.json").read_text())["finn"]["verification"]["levels"]

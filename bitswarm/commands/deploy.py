@@ -50,7 +50,12 @@ def cmd_deploy(args) -> int:
                        command=" ".join(shlex.quote(a) for a in ["bitswarm", *sys.argv[1:]]), tvm=not args.no_tvm,
                        verify_samples=args.verify_samples)
     t0 = time.time()
-    pkg = deploy(cfg, on_step=lambda name: print(f"[deploy {time.time() - t0:6.1f}s] {name}", flush=True))
+    pkg = deploy(cfg, on_step=lambda name: print(f"[deploy {time.time() - t0:6.1f}s] {name}", flush=True),
+                 start_at=args.start_at, stop_after=args.stop_after)
+    if pkg.name.startswith(".partial-"):
+        print(f"stopped after step '{args.stop_after}'; {pkg} holds the work so far: run the same command to "
+              "continue (or --start-at STEP)")
+        return 0
     import json
 
     summary = json.loads((pkg / "summary.json").read_text())
@@ -101,6 +106,10 @@ def register(sub) -> None:
     sp.add_argument("--fp-epochs", type=positive_int, default=None, help="float training epochs")
     sp.add_argument("--epochs", type=positive_int, default=None, help="quantization-aware fine-tune epochs")
     sp.add_argument("--no-tvm", action="store_true", help="skip the TVM binary")
+    steps = "bits, train, export, finn, tvm, uniform, board, report, manifest"
+    sp.add_argument("--start-at", metavar="STEP", help=f"start at this step of an unfinished deploy ({steps}); "
+                    "by default a re-run of the same command resumes at its first unfinished step")
+    sp.add_argument("--stop-after", metavar="STEP", help="stop after this step (the package stays unfinished)")
     sp.add_argument("--verify-samples", type=non_negative_int, default=1000,
                     help="test images FINN's graphs are checked on against the QONNX model (default 1000; "
                          "0 skips the check - the report then says the build is unverified)")
