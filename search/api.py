@@ -59,6 +59,7 @@ class SearchSpec:
     eval_seed: int | None = None  # seed of every evaluation's fine-tune (None: the run's seed)
     fitness_memo: str | None = None  # SQLite file shared by runs with the same eval_seed (see FitnessMemo)
     recheck: bool = True  # FINN-based cost: estimate the exported winner again (the deploy's FINN step does it)
+    target_fps: int | None = None  # FINN-based cost: the throughput FINN folds for (None: 10,000 or the latency's)
 
 
 def check_constraints(cost_name: str, constraints: tuple[Constraint, ...]) -> None:
@@ -82,8 +83,12 @@ def search_candidates(board: Board, cost: str) -> tuple[int, ...]:
 def cost_options(spec: SearchSpec) -> dict:
     """FINN (and its surrogate, calibrated per folding policy) folds for the constraint: the cheapest
     folding that meets a latency limit."""
+    if spec.cost not in ("finn", "surrogate"):
+        return {}
+    if spec.target_fps:
+        return {"target_fps": spec.target_fps}
     latency = [c.limit for c in spec.constraints if c.quantity == "latency_ms"]
-    return {"max_latency_ms": min(latency)} if spec.cost in ("finn", "surrogate") and latency else {}
+    return {"max_latency_ms": min(latency)} if latency else {}
 
 
 def build_space(entry: ZooEntry, board: Board, cost: str) -> Space:

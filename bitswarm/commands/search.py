@@ -104,7 +104,7 @@ def _spec(args, entry, constraints):
     return SearchSpec(algo=args.algo, settings=settings, cost=args.cost, constraints=constraints,
                       eval_recipe=replace(EVAL_RECIPE, epochs=args.eval_epochs, max_train=args.eval_train_samples),
                       val_samples=args.val_samples, final_recipe=final, seed=args.seed, budget=args.budget,
-                      workers=args.workers, ray_address=args.ray_address)
+                      workers=args.workers, ray_address=args.ray_address, target_fps=args.target_fps)
 
 
 def _calibrated_board(entry, board):
@@ -195,6 +195,9 @@ def register(sub) -> None:
     sp.add_argument("--eval-train-samples", type=int, default=None, help="training samples per evaluation")
     sp.add_argument("--val-samples", type=int, default=None, help="validation samples per evaluation")
     sp.add_argument("--final-epochs", type=int, default=None, help="final fine-tune epochs of the winner (0: skip)")
+    sp.add_argument("--target-fps", type=positive_int, default=None,
+                    help="--cost finn/surrogate: the throughput FINN folds every candidate for (default 10000, or "
+                         "what --max-latency-ms needs); e.g. 3000 as FINN's cnv-w1a1 on the PYNQ-Z2")
     add_executor_args(sp)
     sp.add_argument("--from", dest="source", default=None, metavar="DIR",
                     help="search a prune/cluster/finetune output directory (its pruned architecture and weights) "
