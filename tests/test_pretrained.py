@@ -1,0 +1,56 @@
+"""The float checkpoints shipped in models/pretrained load from a fresh clone and are what `train_float`
+starts from (no retraining), at their recorded accuracy."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from bitswarm.env import Environment, read_environment
+from bitswarm.models import get_model
+from bitswarm.train import evaluate
+from bitswarm.workflow import PRETRAINED_DIR, float_run_dir, fp_recipe, get_data, train_float
+
+
+def _no_training(model, data, recipe, seed, ckpt_dir, *a, **k):
+    """``train`` as the shipped checkpoint needs it: load ``final.pt``, never a training step."""
+    assert (ckpt_dir / "final.pt").exists(), "the shipped model would be retrained"
+    model.load_state_dict(torch.load(ckpt_dir / "final.pt", weights_only=True))
+    return model.eval()
+
+
+DATA = read_environment().data_dir  # the Makefile's ../shared/datasets (the real MNIST)
+
+
+@pytest.mark.skipif(DATA is None or not (Path(DATA) / "mnist").exists(), reason="needs the real MNIST files")
+def test_shipped_tfc_is_found_by_its_content_key_and_reaches_its_recorded_accuracy(tmp_path, monkeypatch):
+    env = Environment(data_dir=Path(DATA), cache_dir=tmp_path / "cache", vivado=None, vitis_hls=None,
+                      ray_address=None)
+    entry = get_model("tfc")
+    data = get_data(entry.dataset, None, env)
+    recipe = fp_recipe(entry.dataset, entry.name)
+    shipped = float_run_dir(entry, data, 0, recipe, PRETRAINED_DIR)
+    assert (shipped / "final.pt").exists(), f"no shipped checkpoint under its key {shipped.name}"
+    monkeypatch.setattr("bitswarm.workflow.train", _no_training)
+    fp = train_float(entry, data, 0, recipe, env, progress=False)
+    assert fp.ckpt_dir == shipped and not (tmp_path / "cache" / "checkpoints").exists()
+    meta = json.loads((shipped / "meta.json").read_text())
+    acc = evaluate(fp.model, data.test.subset(2000))
+    assert acc >= meta["test_acc"] - 0.02, (acc, meta["test_acc"])
+
+
+def test_shipped_cnv_run_resumes_from_its_committed_state():
+    """The CNV float run spans sessions: its latest epoch is committed and loads into the zoo CNV."""
+    runs = sorted(PRETRAINED_DIR.glob("cnv-fp-*"))
+    assert runs, "no CNV float run in models/pretrained"
+    run = runs[-1]
+    entry = get_model("cnv")
+    model = entry.build(entry.uniform_bits(32, 32))
+    final = run / "final.pt"
+    state = torch.load(final, weights_only=True) if final.exists() else torch.load(run / "state.pt")["model"]
+    model.load_state_dict(state)
+    epochs = [json.loads(line)["epoch"] for line in (run / "epochs.jsonl").read_text().splitlines()]
+    assert epochs == list(range(1, len(epochs) + 1))
+    if not final.exists():
+        assert torch.load(run / "state.pt")["epoch"] == epochs[-1]
