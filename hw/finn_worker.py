@@ -118,21 +118,10 @@ def step_hw_codegen(model, cfg):
 CODEGEN_STEPS = "codegen"
 
 
-def with_own_steps(steps: list) -> list:
-    """FINN's step list with bitswarm's own steps (``hw/finn_steps.py``) put in after ``step_tidy_up``."""
-    from bitswarm.hw.finn_steps import step_split_bipolar_input
-
-    steps = list(steps)
-    if "step_tidy_up" in steps:
-        steps.insert(steps.index("step_tidy_up") + 1, step_split_bipolar_input)
-    return steps
-
-
 def _build(build, bc, req: dict) -> dict:
     steps = {ESTIMATE_STEPS: bc.estimate_only_dataflow_steps,
              CODEGEN_STEPS: [*bc.estimate_only_dataflow_steps, "step_assign_ddr_weight_offsets", step_hw_codegen],
              }.get(req["steps"], req["steps"])
-    steps = with_own_steps(steps)
     cfg = bc.DataflowBuildConfig(
         output_dir=req["out_dir"], synth_clk_period_ns=req["clk_ns"], target_fps=req.get("target_fps"),
         folding_config_file=req.get("folding_file"), board=req["board"], fpga_part=req["part"],

@@ -149,11 +149,12 @@ def _padding(conv: nn.Conv2d) -> tuple[int, ...]:
 def finn_narrow(entry):
     """The FINN-aware candidates per variable (``Space.from_specs(narrow=...)``): 1..8 bits, except a
     1-bit activation in front of a zero-padded conv (:func:`padded_conv_inputs`) or a MaxPool
-    (:func:`pooled_activations`). A 1-bit input
-    quantizer in front of a wider first layer is mapped by bitswarm's own FINN step
-    (``hw/finn_worker.py:step_split_bipolar_input``); every other 1-bit combination FINN maps as it is
-    (docs/SEARCH.md, "1 bit the FINN way")."""
-    no_bipolar = padded_conv_inputs(entry) | pooled_activations(entry)
+    (:func:`pooled_activations`), and a 1-bit input quantizer; every other 1-bit combination FINN
+    maps as it is (docs/SEARCH.md, "1 bit the FINN way")."""
+    # the input quantizer: a bipolar input in front of a wider first layer passes FINN's estimate flow only
+    # as a BINARY threshold, which FINN's HLS code generation refuses ("True binary (non-bipolar) inputs
+    # not yet supported"); so the input keeps >= 2 bits, as in every finn-examples design
+    no_bipolar = padded_conv_inputs(entry) | pooled_activations(entry) | {"input_quant"}
     if entry.defaults is not None:  # a user's Brevitas model: its quantizer at 1 bit need not be bipolar
         no_bipolar |= {s.name for s in entry.specs if s.has_act}  # (unsigned: "True binary inputs not supported")
 

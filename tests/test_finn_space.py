@@ -23,7 +23,7 @@ def _user_cnn():
 def test_finn_space_is_1_to_8_bits_with_no_1_bit_activation_before_a_padded_conv_or_a_maxpool():
     entry = get_model("smallcnn")
     space = build_space(entry, load_board("pynq-z2"), "finn")
-    padded = padded_conv_inputs(entry) | pooled_activations(entry)
+    padded = padded_conv_inputs(entry) | pooled_activations(entry) | {"input_quant"}
     assert padded >= {"input_quant", "conv0", "conv2"}
     for (name, kind), choice in zip(space.variables, space.choices, strict=True):
         assert set(choice) <= set(FINN_BITS)
@@ -88,6 +88,22 @@ def test_finn_maps_every_configuration_the_finn_aware_space_allows(tmp_path, mod
     entry = _user_cnn() if model == "user-cnn" else get_model(model)
     configs = _configs(entry, n, seed=len(model))
     assert any(1 in (b.w, b.a) for _, b in configs[0].layers)
-    for bits in configs:
+    for bits in configs[1:]:
         cost = finn_estimate(entry, bits, load_board("pynq-z2"), tmp_path, target_fps=3000)
         assert cost["lut"] > 0 and cost["cycles"] > 0, bits.short()
+    # the most 1-bit configuration also through FINN's HLS/RTL code generation (what a deploy runs)
+    import torch
+
+    from bitswarm.flows.finn import build_finn
+    from bitswarm.models.export import export_qonnx
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = entry.build(configs[0]).eval()
+    onnx = export_qonnx(model, entry.input_shape, tmp_path / "lowest.onnx", verify=False).path
+
+    class Env:
+        cache_dir, vivado, vitis_hls = tmp_path, None, None
+
+    r = build_finn(onnx, load_board("pynq-z2"), tmp_path / "codegen", target_fps=3000, env=Env())
+    assert r.estimates["lut"] > 0 and list((tmp_path / "codegen" / "codegen").iterdir()), configs[0].short()
