@@ -105,5 +105,5 @@ def test_finn_maps_every_configuration_the_finn_aware_space_allows(tmp_path, mod
     class Env:
         cache_dir, vivado, vitis_hls = tmp_path, None, None
 
-    r = build_finn(onnx, load_board("pynq-z2"), tmp_path / "codegen", target_fps=3000, env=Env())
+    r = build_finn(onnx, load_board("pynq-z2"), tmp_path / "codegen", target_fps=10000, env=Env())  # the deploy's
     assert r.estimates["lut"] > 0 and list((tmp_path / "codegen" / "codegen").iterdir()), configs[0].short()
