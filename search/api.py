@@ -111,8 +111,8 @@ def reachable_minimum(entry: ZooEntry, board: Board, spec: SearchSpec, space: Sp
     Bit metrics (Eq. 9-11, which bitops, finn and surrogate compute exactly) are monotone in every
     variable, all in one direction (avg_bits, bops, weight_bits and weight_avg_bits grow with each
     bit-width; compression_ratio = 32 / weight_avg_bits shrinks), so their minimum over the space is
-    at its lowest or its highest corner: exact. Other quantities (hardware costs): the cost of the
-    cheapest configuration, every variable at its lowest candidate."""
+    at its lowest or its highest corner: exact. Other quantities (hardware costs): the smallest cost
+    among a few cheap configurations (:func:`_cheap_configurations`), an upper bound of the minimum."""
     from bitswarm.hw.cost_bitops import BitOpsCost, bit_metrics
 
     lowest = tuple(0 for _ in range(space.dim))
@@ -124,19 +124,31 @@ def reachable_minimum(entry: ZooEntry, board: Board, spec: SearchSpec, space: Sp
             out[c.quantity] = min((cost[c.quantity], where) for where, cost in corners.items())
             continue
         if hw is None:
-            hw = _cheapest_cost(entry, board, spec, space, cost_model)
-        out[c.quantity] = (hw[c.quantity], f"{spec.cost} cost of the cheapest configuration, every variable at "
-                                           "its lowest candidate")
+            hw = _cheap_costs(entry, board, spec, space, cost_model)
+        out[c.quantity] = min((cost[c.quantity], f"{spec.cost} cost of {where}") for where, cost in hw)
     return out
 
 
-def _cheapest_cost(entry: ZooEntry, board: Board, spec: SearchSpec, space: Space, cost_model=None):
-    """The cost of every variable at its lowest candidate (then the space's rules); a cost model made
-    here is closed again (e.g. the local RPC server of a TVM cost)."""
-    lowest = tuple(0 for _ in range(space.dim))
+def _cheap_configurations(space: Space) -> list[tuple[str, tuple[int, ...]]]:
+    """Every variable at its lowest candidate, and near-uniform 1..4-bit configurations: a hardware cost
+    (FINN folds and picks implementations per bit-width) need not be smallest at the lowest corner."""
+    from bitswarm.models import BitConfig
+
+    out = [("the cheapest configuration (every variable at its lowest candidate)", tuple(0 for _ in range(space.dim)))]
+    for b in (1, 2, 3, 4):
+        layers = {n: {"w": b, "a": b} for n, _ in space.fixed.layers}
+        pos = space.nearest(BitConfig.from_dict({"layers": layers}))
+        if all(pos != p for _, p in out):
+            out.append((f"the configuration nearest to {b} bits everywhere", pos))
+    return [(w, space.repair(p) if space.rules else p) for w, p in out]
+
+
+def _cheap_costs(entry: ZooEntry, board: Board, spec: SearchSpec, space: Space, cost_model=None):
+    """``[(where, Cost)]`` of :func:`_cheap_configurations`; a cost model made here is closed again
+    (e.g. the local RPC server of a TVM cost)."""
     model = cost_model or get_cost_model(spec.cost, **cost_options(spec))
     try:
-        return model(entry, space.to_bits(space.repair(lowest) if space.rules else lowest), board)
+        return [(where, model(entry, space.to_bits(pos), board)) for where, pos in _cheap_configurations(space)]
     finally:
         if cost_model is None and hasattr(model, "close"):
             model.close()

@@ -203,12 +203,13 @@ def test_kill_9_with_infeasible_candidates_in_the_journal_resumes_losing_and_rep
 
 def test_reachable_minimum_exact_for_bit_metrics_and_cheapest_config_for_hardware():
     entry, board = get_model("tfc"), load_board("pynq-z2")
-    with pytest.raises(ConfigError, match=r"--max-bops: field 'bops'.*smallest reachable bops is 5.901e\+04"):
+    with pytest.raises(ConfigError, match=r"--max-bops: field 'bops'.*smallest reachable bops is 1.092e\+05 "
+                                          r"\(every variable at its lowest"):
         check_feasible(entry, board, SearchSpec(constraints=(Constraint("bops", 1000),)))
     with pytest.raises(ConfigError, match=r"compression_ratio is 4 \(every variable at its highest candidate\)"):
         check_feasible(entry, board, SearchSpec(constraints=(Constraint("compression_ratio", 3),)))
     check_feasible(entry, board, SearchSpec(constraints=(Constraint("compression_ratio", 4),
-                                                         Constraint("avg_bits", 1.0))))
+                                                         Constraint("avg_bits", 1.4))))
     seen = []
 
     def latency(entry, bits, board):  # a fake hardware cost: 0.1 ms per bit of every quantizer
@@ -216,11 +217,17 @@ def test_reachable_minimum_exact_for_bit_metrics_and_cheapest_config_for_hardwar
         return Cost("fake", {"latency_ms": 0.1 * sum((b.w or 0) + (b.a or 0) for _, b in bits.layers)})
 
     spec = SearchSpec(cost="tvm", constraints=(Constraint("latency_ms", 0.5),))
-    with pytest.raises(ConfigError, match=r"--max-latency-ms: field 'latency_ms'.*reachable latency_ms is 0\.8 "
+    with pytest.raises(ConfigError, match=r"--max-latency-ms: field 'latency_ms'.*reachable latency_ms is 0\.9 "
                                           r"\(tvm cost of the cheapest configuration"):
         check_feasible(entry, board, spec, cost_model=latency)
-    assert [b.key() for b in seen] == [build_space(entry, board, "tvm").to_bits((0,) * 8).key()]
-    check_feasible(entry, board, SearchSpec(cost="tvm", constraints=(Constraint("latency_ms", 0.8),)), latency)
+    assert seen[0].key() == build_space(entry, board, "tvm").to_bits((0,) * 8).key() and len(seen) > 1
+    check_feasible(entry, board, SearchSpec(cost="tvm", constraints=(Constraint("latency_ms", 0.9),)), latency)
+
+    def not_monotone(entry, bits, board):  # FINN-like: the lowest corner is not the cheapest
+        return Cost("fake", {"lut": 2553.0 if bits["fc0"].w == 1 else 1800.0})
+
+    spec = SearchSpec(cost="finn", constraints=(Constraint("lut", 1900),))
+    check_feasible(entry, board, spec, cost_model=not_monotone)  # a near-uniform 2-bit configuration meets it
 
 
 def _no_training(monkeypatch, tmp_path):
@@ -257,7 +264,7 @@ def test_cli_refuses_a_constraint_no_configuration_meets_before_any_training(tmp
         assert main([*cmd, "--model", "tfc", "--data-dir", str(tiny_mnist_dir), "--max-avg-bits", "0.5"]) == 2
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and err.startswith("bitswarm: error: --max-avg-bits: field 'avg_bits'"), err
-        assert "avg_bits <= 0.5" in err and "smallest reachable avg_bits is 1 " in err, err
+        assert "avg_bits <= 0.5" in err and "smallest reachable avg_bits is 1.36 " in err, err
     assert calls == {"float": 0, "train": 0} and not (tmp_path / "r").exists() and not (tmp_path / "c").exists()
 
 
@@ -267,8 +274,9 @@ def test_cli_search_without_a_feasible_result_exits_2_and_exports_no_winner(tmp_
 
     calls = _no_training(monkeypatch, tmp_path)
     run_dir = tmp_path / "r"
-    # avg_bits <= 1 is met only by the all-1-bit corner, which 6 random positions do not hit
-    rc = main(["search", "--model", "tfc", "--data-dir", str(tiny_mnist_dir), "--max-avg-bits", "1", "--algo",
+    # avg_bits <= 1.37 is met only next to the lowest corner (1.36: input 2 bits, all else 1), which 6 random
+    # positions do not hit
+    rc = main(["search", "--model", "tfc", "--data-dir", str(tiny_mnist_dir), "--max-avg-bits", "1.37", "--algo",
                "random", "--particles", "3", "--iters", "1", "--final-epochs", "1", "--val-samples", "200",
                "--workers", "1", "--run-dir", str(run_dir)])
     err = capsys.readouterr().err.strip()
