@@ -120,7 +120,9 @@ def test_uncalibrated_bit_width_is_refused(fake, tmp_path):
     assert sur.candidates == tuple(range(1, 9))
     with pytest.raises(ConfigError, match=r"bit-widths \[16\] were not calibrated"):
         sur.predict_many(encode(entry, [entry.uniform_bits(16, 16)]))
-    assert np.isfinite(sur.predict_many(encode(entry, [entry.uniform_bits(1, 1)]))["lut"]).all()
+    ones = entry.uniform_bits(1, 1).to_dict()
+    ones["layers"]["input_quant"]["a"] = 2  # the FINN-aware space keeps the input quantizer at >= 2 bits
+    assert np.isfinite(sur.predict_many(encode(entry, [BitConfig.from_dict(ones)]))["lut"]).all()
 
 
 def test_per_variable_candidates_a_variable_without_1_bit(fake, tmp_path):
@@ -215,7 +217,9 @@ def test_real_calibration_over_1_to_8_bits_at_a_target_tfc_meets(tmp_path):
     assert sur.error["test"]["cycles"]["max_ape_pct"] == 0
     path = tmp_path / "tfc-100k.json"
     sur.save(path)
-    cost = get_cost_model("surrogate", path=path)(entry, entry.uniform_bits(1, 1), board)
+    ones = entry.uniform_bits(1, 1).to_dict()
+    ones["layers"]["input_quant"]["a"] = 2  # the input quantizer keeps >= 2 bits (FINN-aware space)
+    cost = get_cost_model("surrogate", path=path)(entry, BitConfig.from_dict(ones), board)
     assert 0 < cost["cycles"] <= 1000 and cost["lut"] > 0 and cost["throughput_fps"] >= 100000
 
 
