@@ -112,17 +112,19 @@ def _ckpt_dir(env: Environment, entry: ZooEntry, kind: str, key: str) -> Path:
     return env.cache_dir / "checkpoints" / _ckpt_name(entry, kind, key)
 
 
+def _float_key(entry: ZooEntry, data: Dataset, seed: int, recipe: Recipe) -> str:
+    return run_key(entry_digest(entry), entry.uniform_bits(32, 32).key(), data, seed, recipe, init="scratch")
+
+
 def float_run_dir(entry: ZooEntry, data: Dataset, seed: int, recipe: Recipe, root: Path) -> Path:
     """Where ``train_float`` of this run keeps its checkpoint under ``root`` (the shipped-run trainer)."""
-    key = run_key(entry_digest(entry), entry.uniform_bits(32, 32).key(), data, seed, recipe, init="scratch")
-    return root / _ckpt_name(entry, "fp", key)
+    return root / _ckpt_name(entry, "fp", _float_key(entry, data, seed, recipe))
 
 
 def train_float(entry: ZooEntry, data: Dataset, seed: int, recipe: Recipe, env: Environment,
                 progress: bool = True) -> Trained:
     bits = entry.uniform_bits(32, 32)
-    key = run_key(entry_digest(entry), bits.key(), data, seed, recipe, init="scratch")
-    ckpt = _ckpt_dir(env, entry, "fp", key)
+    ckpt = _ckpt_dir(env, entry, "fp", _float_key(entry, data, seed, recipe))
     torch.manual_seed(seed)
     model = train(entry.build(bits), data, recipe, seed, ckpt, progress, desc=f"{entry.name} fp")
     return Trained(model, bits, evaluate(model, data.val), ckpt)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from bitswarm.boards import Board
-from bitswarm.cachekey import entry_digest
+from bitswarm.cachekey import entry_digest, state_digest
 from bitswarm.data import Dataset
 from bitswarm.hw.cost import Constraint, CostModel, total_violation
 from bitswarm.models import BitConfig, ZooEntry
@@ -89,12 +89,7 @@ class QuantProblem:
     memo: FitnessMemo | None = None
 
     def __post_init__(self):
-        import hashlib
-
-        h = hashlib.sha256()
-        for k in sorted(self.fp_state):
-            h.update(k.encode() + self.fp_state[k].detach().cpu().numpy().tobytes())
-        self.fp_tag = h.hexdigest()[:16]  # which float checkpoint the memoised fitness started from
+        self.fp_tag = state_digest(self.fp_state)[:16]  # which float checkpoint the memoised fitness started from
 
     def cost(self, bits: BitConfig):
         cost = self.cost_model(self.entry, bits, self.board)
