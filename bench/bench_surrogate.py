@@ -66,7 +66,7 @@ def surrogate_speed(sur, entry, board, seed: int) -> dict:
     x = encode(entry, configs)
     encode_s = time.perf_counter() - t0
     best = min(_timed(lambda: sur.predict_many(x)) for _ in range(5))
-    cost = SurrogateCost()
+    cost = SurrogateCost(cache_dir=read_environment().cache_dir)
     cost._loaded[Path("bench")] = sur
     cost.path = Path("bench")
     one = _timed(lambda: [cost(entry, b, board) for b in configs[:500]]) / 500

@@ -167,6 +167,7 @@ def run_config(model: str, label: str, board_name: str, target_fps: int, root: P
     import torch
 
     from bitswarm.boards import load_board
+    from bitswarm.env import read_environment
     from bitswarm.flows.finn import build_finn
     from bitswarm.models import get_model
     from bitswarm.models.export import export_qonnx
@@ -181,7 +182,7 @@ def run_config(model: str, label: str, board_name: str, target_fps: int, root: P
         net = entry.build(bits).eval()
     q = export_qonnx(net, entry.input_shape, out / "model.qonnx.onnx", verify=False).path
     t0 = time.time()
-    build_finn(q, load_board(board_name), out / "finn", target_fps=target_fps)
+    build_finn(q, load_board(board_name), out / "finn", target_fps=target_fps, env=read_environment())
     print(f"[{model}:{label}] FINN codegen build {time.time() - t0:.0f} s", flush=True)
     est = json.loads((out / "finn/build/report/estimate_layer_resources.json").read_text())
     units = synth_units(out / "finn/build/intermediate_models/step_hw_codegen.onnx", *mods)

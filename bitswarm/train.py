@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from bitswarm.atomic import save_torch
 from bitswarm.data import Dataset, Split, normalize
 
 
@@ -63,12 +64,6 @@ def run_key(model_key: str, bits_key: str, data: Dataset, seed: int, recipe: Rec
     """``model_key``: the model's content digest (``bitswarm.cachekey.entry_digest``), never its name."""
     blob = json.dumps([model_key, bits_key, data.name, data.fingerprint, seed, recipe.key(), init])
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
-
-
-def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 def train(model: nn.Module, data: Dataset, recipe: Recipe, seed: int, ckpt_dir: Path | None = None,
@@ -121,7 +116,7 @@ def train(model: nn.Module, data: Dataset, recipe: Recipe, seed: int, ckpt_dir: 
         sched.step()
         if state_path is not None:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
-            _save_atomic({"model": model.state_dict(), "opt": opt.state_dict(),
+            save_torch({"model": model.state_dict(), "opt": opt.state_dict(),
                           "sched": sched.state_dict(), "rng": g.get_state(), "epoch": epoch + 1},
                          state_path)
             with open(ckpt_dir / "epochs.jsonl", "a") as log:
@@ -131,7 +126,7 @@ def train(model: nn.Module, data: Dataset, recipe: Recipe, seed: int, ckpt_dir: 
     if end < recipe.epochs:
         return model.eval()
     if final is not None:
-        _save_atomic(model.state_dict(), final)
+        save_torch(model.state_dict(), final)
         state_path.unlink(missing_ok=True)
     return model.eval()
 

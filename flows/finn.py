@@ -55,16 +55,14 @@ def _copy_codegen(model_path: Path, dest: Path) -> int:
 
 
 def build_finn(qonnx_path: Path, board: Board, out_dir: Path, *, target_fps: int | None = 10000,
-               folding_file: str | None = None, stop_after: str | None = None, env=None,
+               folding_file: str | None = None, stop_after: str | None = None, env,
                verify=None) -> FinnBuildResult:
     """``verify`` (a :class:`~bitswarm.hw.finn_verify.VerifyInputs`): FINN's intermediate models are run
     on those inputs and compared with the QONNX model; a mismatch raises ``FinnVerificationError``."""
-    from bitswarm.env import read_environment
     from bitswarm.hw.finn_estimate import parse_reports, require_fpga
     from bitswarm.hw.finn_worker import CODEGEN_STEPS, ESTIMATE_STEPS, get_worker
 
     require_fpga(board)
-    env = env or read_environment()
     f = board.fpga
     steps = ESTIMATE_STEPS if stop_after == "estimates" else CODEGEN_STEPS
     t0 = time.time()

@@ -18,6 +18,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from bitswarm.atomic import write_text  # noqa: E402
+
 RESOURCES = ("lut", "ff", "bram18", "dsp", "uram")
 COLORS = {"w": "#3b6ea5", "a": "#e07b39", "ok": "#3a9d5d", "bad": "#c8453c", "grey": "#9aa5b1"}
 
@@ -224,9 +226,7 @@ def render(summary: dict, out_dir: Path) -> dict[str, Path]:
     md = f"# {title}\n\nData: {summary.get('dataset_note')}\n\n" + "".join(f"## {t}\n\n{m}\n" for t, _, m in sections)
     paths = {"html": out_dir / "report.html", "md": out_dir / "report.md", "json": out_dir / "report.json"}
     for kind, text in (("html", page), ("md", md), ("json", json.dumps(summary, indent=2, default=str))):
-        tmp = paths[kind].with_suffix(".tmp")
-        tmp.write_text(text)
-        tmp.replace(paths[kind])
+        write_text(paths[kind], text)
     return paths
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bitswarm.atomic import write_json
 from bitswarm.errors import BitswarmError
 
 State = dict[str, Any]
@@ -35,9 +36,7 @@ class Step:
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    tmp.replace(path)
+    write_json(path, data, indent=2, default=str)
 
 
 def step_names(steps: list[Step]) -> list[str]:

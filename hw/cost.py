@@ -94,11 +94,36 @@ def cost_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_cost_model(name: str, **options) -> CostModel:
+def _factory(name: str):
     _load_builtin()
     if name not in _REGISTRY:
         raise ConfigError("--cost", "cost", f"unknown cost model {name!r}", ", ".join(sorted(_REGISTRY)))
-    return _REGISTRY[name](**options)
+    return _REGISTRY[name]
+
+
+def get_cost_model(name: str, **options) -> CostModel:
+    """The registered cost model ``name``; a model with a disk cache takes ``cache_dir`` (it never
+    reads the environment itself: the CLI reads it once and passes it down)."""
+    return _factory(name)(**options)
+
+
+def cost_provides(name: str) -> tuple[str, ...]:
+    """The quantities cost model ``name`` computes, without building it."""
+    return tuple(_factory(name).provides)
+
+
+def needs_cache(name: str) -> bool:
+    """Whether cost model ``name`` keeps a disk cache (and so takes ``cache_dir``)."""
+    return bool(getattr(_factory(name), "uses_cache", False))
+
+
+def require_cache_dir(cache_dir, who: str):
+    """``cache_dir`` as a Path; a clear error when a caller forgot to pass one."""
+    if cache_dir is None:
+        raise ValueError(f"{who} needs cache_dir (the environment's cache directory, passed down by the caller)")
+    from pathlib import Path
+
+    return Path(cache_dir)
 
 
 def _load_builtin() -> None:

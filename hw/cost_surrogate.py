@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from bitswarm.errors import ConfigError
-from bitswarm.hw.cost import Cost, register_cost
+from bitswarm.hw.cost import Cost, register_cost, require_cache_dir
 from bitswarm.hw.cost_bitops import BitOpsCost
 from bitswarm.hw.finn_estimate import require_fpga, target_fps_for_latency
 from bitswarm.hw.surrogate import Surrogate, encode, load_surrogate
@@ -53,20 +53,20 @@ def _is_default(path: Path, model: str, board: str, target_fps: int) -> bool:
 @register_cost("surrogate")
 class SurrogateCost:
     name = "surrogate"
+    uses_cache = True
     provides = ("lut", "bram18", "uram", "dsp", "cycles", "latency_ms", "throughput_fps", *BitOpsCost.provides)
 
     def __init__(self, path: str | Path | None = None, target_fps: int | None = None,
                  max_latency_ms: float | None = None, cache_dir: Path | None = None):
-        from bitswarm.env import read_environment
-
         self.path = Path(path) if path else None
-        self.cache_dir = Path(cache_dir) if cache_dir else read_environment().cache_dir
+        self.cache_dir = Path(cache_dir) if cache_dir else None
         self.target_fps = target_fps or (target_fps_for_latency(max_latency_ms) if max_latency_ms else DEFAULT_FPS)
         self._loaded: dict[Path, Surrogate] = {}
 
     def surrogate_for(self, entry, board) -> Surrogate:
         require_fpga(board)
-        path = self.path or default_path(self.cache_dir, entry.name, board.name, self.target_fps)
+        path = self.path or default_path(require_cache_dir(self.cache_dir, "--cost surrogate"), entry.name,
+                                         board.name, self.target_fps)
         if path not in self._loaded:
             if not path.exists():
                 raise ConfigError(str(path), "-", f"no FINN surrogate for {entry.name} on {board.name} "

@@ -20,8 +20,9 @@ import json
 import tempfile
 from pathlib import Path
 
+from bitswarm.atomic import write_json
 from bitswarm.boards import Board
-from bitswarm.hw.cost import Cost, LayerCost, register_cost
+from bitswarm.hw.cost import Cost, LayerCost, register_cost, require_cache_dir
 from bitswarm.models import BitConfig, ZooEntry
 
 
@@ -33,25 +34,15 @@ def cache_key(entry: ZooEntry, bits: BitConfig, board: Board, threads: int) -> s
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
-def _write_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
-
-
 @register_cost("tvm")
 class TvmLatencyCost:
     name = "tvm"
     provides = ("latency_ms",)
+    uses_cache = True
 
     def __init__(self, cache_dir: str | Path | None = None, repeat: int = 30, threads: int = 0,
                  table: str | Path | None = None, timeout: float = 5.0, use_cache: bool = True) -> None:
-        if cache_dir is None:
-            from bitswarm.env import read_environment
-
-            cache_dir = read_environment().cache_dir
-        self.cache_dir = Path(cache_dir) / "tvm-cost"
+        self.cache_dir = require_cache_dir(cache_dir, "--cost tvm") / "tvm-cost"
         self.repeat, self.threads, self.timeout, self.use_cache = repeat, threads, timeout, use_cache
         self.table = None
         if table is not None:
@@ -106,7 +97,7 @@ class TvmLatencyCost:
         data = {"model": entry.name, "bits": bits.key(), "board": board.name, "threads": self.threads,
                 **self.measure(entry, bits, board)}
         if self.use_cache:
-            _write_atomic(path, data)
+            write_json(path, data)
         return Cost("tvm-rpc", {"latency_ms": data["latency_ms"]}, (), {**data, "cached": False})
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bitswarm.atomic import write_json
 from bitswarm.boards import Board
 from bitswarm.errors import ConfigError
 from bitswarm.hw.cost import Cost, LayerCost
@@ -202,11 +203,7 @@ class Surrogate:
 
     # ---- file -------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps({"format": FORMAT, "version": VERSION, **asdict(self)}, indent=1))
-        tmp.replace(path)
+        write_json(path, {"format": FORMAT, "version": VERSION, **asdict(self)})
 
 
 def load_surrogate(path: str | Path) -> Surrogate:

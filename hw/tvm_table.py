@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bitswarm.atomic import write_json
 from bitswarm.boards import Board
 from bitswarm.errors import ConfigError
 from bitswarm.hw.cost import Cost, LayerCost
@@ -86,10 +87,7 @@ class LatencyTable:
                     {"table_error": self.error})
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.__dict__, indent=1))
-        tmp.replace(path)
+        write_json(path, self.__dict__)
 
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from bitswarm.atomic import write_text
 from bitswarm.boards import ALL_BITS  # the candidate set of the design card; 32 = float
 from bitswarm.errors import ConfigError
 
@@ -90,9 +91,7 @@ class BitConfig:
         path = Path(path)
         data = self.to_dict()
         text = json.dumps(data, indent=2) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        write_text(path, text)
 
     def __getitem__(self, name: str) -> LayerBits:
         for n, b in self.layers:

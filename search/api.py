@@ -12,9 +12,10 @@ from bitswarm.cachekey import digest, entry_digest
 from bitswarm.data import Dataset
 from bitswarm.env import Environment
 from bitswarm.errors import ConfigError
-from bitswarm.hw.cost import SHORTCUTS, Constraint, get_cost_model
+from bitswarm.hw.cost import SHORTCUTS, Constraint, cost_provides, get_cost_model, needs_cache, require_cache_dir
 from bitswarm.models import ZooEntry
 from bitswarm.search.bbpso import BBPSO, BBPSOSettings, RandomSearch, layer_importance
+from bitswarm.search.bitswarm_pso import BitswarmPSO, cost_weights, per_weight_norms
 from bitswarm.search.ga import GeneticSearch
 from bitswarm.search.problem import EVAL_RECIPE, FitnessMemo, QuantProblem, importance_norms
 from bitswarm.search.runner import run_search
@@ -25,6 +26,7 @@ RECHECK_VERIFY_SAMPLES = 200  # validation images the re-checked winner's FINN b
 
 #: name -> (ask/tell class, settings it runs with); the -IN/-SCP/-LSP names are the paper's ablations
 SEARCHERS = {
+    "bitswarm": (BitswarmPSO, lambda s: s),  # ours, not the paper's (search/bitswarm_pso.py)
     "bbpso-q": (BBPSO, lambda s: s),
     "bbpso-q-IN": (BBPSO, lambda s: replace(s, importance_init=False)),
     "bbpso-q-SCP": (BBPSO, lambda s: replace(s, screening=False)),
@@ -35,11 +37,24 @@ SEARCHERS = {
 }
 
 
-def make_searcher(algo: str, space: Space, settings: BBPSOSettings, seed: int, importance):
+def make_searcher(algo: str, space: Space, settings: BBPSOSettings, seed: int, importance, probe=None,
+                  weights=None):
+    """The registered searcher ``algo``; ``probe`` (position -> violation, no training) and ``weights``
+    (per-variable cost shares) reach the searchers that use them (``bitswarm``)."""
     if algo not in SEARCHERS:
         raise ConfigError("--algo", "algo", f"unknown searcher {algo!r}", ", ".join(SEARCHERS))
     cls, adapt = SEARCHERS[algo]
+    if issubclass(cls, BitswarmPSO):
+        return cls(space, adapt(settings), seed, importance, probe=probe, weights=weights)
     return cls(space, adapt(settings), seed, importance)
+
+
+def _importance(algo: str, entry: ZooEntry, fp_state: dict, space: Space, settings: BBPSOSettings):
+    """Eq. 5 of Eq. 6's norms; per weight (norm / sqrt(fan-in)) for the ``bitswarm`` variant."""
+    norms = importance_norms(entry, fp_state, space.variables)
+    if issubclass(SEARCHERS[algo][0], BitswarmPSO):
+        return layer_importance(per_weight_norms(norms, fp_state, space.variables), BitswarmPSO.alpha, settings.beta)
+    return layer_importance(norms, settings.alpha, settings.beta)
 
 
 @dataclass(frozen=True)
@@ -63,11 +78,11 @@ class SearchSpec:
 
 
 def check_constraints(cost_name: str, constraints: tuple[Constraint, ...]) -> None:
-    model = get_cost_model(cost_name)
+    provides = cost_provides(cost_name)
     for c in constraints:
-        if c.quantity not in model.provides:
+        if c.quantity not in provides:
             raise ConfigError("--constraint", c.quantity, f"cost model '{cost_name}' does not provide it",
-                              ", ".join(model.provides))
+                              ", ".join(provides))
 
 
 def search_candidates(board: Board, cost: str) -> tuple[int, ...]:
@@ -80,15 +95,16 @@ def search_candidates(board: Board, cost: str) -> tuple[int, ...]:
     return board.bit_candidates
 
 
-def cost_options(spec: SearchSpec) -> dict:
-    """FINN (and its surrogate, calibrated per folding policy) folds for the constraint: the cheapest
-    folding that meets a latency limit."""
+def cost_options(spec: SearchSpec, env: Environment | None = None) -> dict:
+    """The cost model's options: its cache directory (from ``env``) where it keeps one; for FINN (and
+    its surrogate, calibrated per folding policy) the folding: the cheapest that meets a latency limit."""
+    out = {"cache_dir": env.cache_dir if env else None} if needs_cache(spec.cost) else {}
     if spec.cost not in ("finn", "surrogate"):
-        return {}
+        return out
     if spec.target_fps:
-        return {"target_fps": spec.target_fps}
+        return {**out, "target_fps": spec.target_fps}
     latency = [c.limit for c in spec.constraints if c.quantity == "latency_ms"]
-    return {"max_latency_ms": min(latency)} if latency else {}
+    return {**out, "max_latency_ms": min(latency)} if latency else out
 
 
 def build_space(entry: ZooEntry, board: Board, cost: str) -> Space:
@@ -105,7 +121,8 @@ def constraint_flag(quantity: str) -> str:
     return next(("--" + k.replace("_", "-") for k, q in SHORTCUTS.items() if q == quantity), "--constraint")
 
 
-def reachable_minimum(entry: ZooEntry, board: Board, spec: SearchSpec, space: Space, cost_model=None) -> dict:
+def reachable_minimum(entry: ZooEntry, board: Board, spec: SearchSpec, space: Space, cost_model=None,
+                      env: Environment | None = None) -> dict:
     """Per constrained quantity: (the smallest value the space reaches, where).
 
     Bit metrics (Eq. 9-11, which bitops, finn and surrogate compute exactly) are monotone in every
@@ -124,7 +141,7 @@ def reachable_minimum(entry: ZooEntry, board: Board, spec: SearchSpec, space: Sp
             out[c.quantity] = min((cost[c.quantity], where) for where, cost in corners.items())
             continue
         if hw is None:
-            hw = _cheap_costs(entry, board, spec, space, cost_model)
+            hw = _cheap_costs(entry, board, spec, space, cost_model, env)
         out[c.quantity] = min((cost[c.quantity], f"{spec.cost} cost of {where}") for where, cost in hw)
     return out
 
@@ -143,10 +160,11 @@ def _cheap_configurations(space: Space) -> list[tuple[str, tuple[int, ...]]]:
     return [(w, space.repair(p) if space.rules else p) for w, p in out]
 
 
-def _cheap_costs(entry: ZooEntry, board: Board, spec: SearchSpec, space: Space, cost_model=None):
+def _cheap_costs(entry: ZooEntry, board: Board, spec: SearchSpec, space: Space, cost_model=None,
+                 env: Environment | None = None):
     """``[(where, Cost)]`` of :func:`_cheap_configurations`; a cost model made here is closed again
     (e.g. the local RPC server of a TVM cost)."""
-    model = cost_model or get_cost_model(spec.cost, **cost_options(spec))
+    model = cost_model or get_cost_model(spec.cost, **cost_options(spec, env))
     try:
         return [(where, model(entry, space.to_bits(pos), board)) for where, pos in _cheap_configurations(space)]
     finally:
@@ -154,11 +172,12 @@ def _cheap_costs(entry: ZooEntry, board: Board, spec: SearchSpec, space: Space, 
             model.close()
 
 
-def check_feasible(entry: ZooEntry, board: Board, spec: SearchSpec, cost_model=None) -> Space:
+def check_feasible(entry: ZooEntry, board: Board, spec: SearchSpec, cost_model=None,
+                   env: Environment | None = None) -> Space:
     """Before any training: each constraint can be met somewhere in the space, else a ConfigError naming
     its flag, its limit and the best reachable value. Returns the space."""
     space = build_space(entry, board, spec.cost)
-    reachable = reachable_minimum(entry, board, spec, space, cost_model)
+    reachable = reachable_minimum(entry, board, spec, space, cost_model, env)
     for c in spec.constraints:
         best, where = reachable[c.quantity]
         if best > c.limit:
@@ -168,7 +187,7 @@ def check_feasible(entry: ZooEntry, board: Board, spec: SearchSpec, cost_model=N
     return space
 
 
-def _prepare(entry: ZooEntry, board: Board, spec: SearchSpec):
+def _prepare(entry: ZooEntry, board: Board, spec: SearchSpec, env: Environment | None):
     """Everything that can refuse the search, before any training: (space, cost model)."""
     if spec.algo not in SEARCHERS:
         raise ConfigError("--algo", "algo", f"unknown searcher {spec.algo!r}", ", ".join(SEARCHERS))
@@ -177,8 +196,8 @@ def _prepare(entry: ZooEntry, board: Board, spec: SearchSpec):
         from bitswarm.models.finn_support import check_finn_support
 
         check_finn_support(entry.build(entry.default_bits()))
-    cost_model = get_cost_model(spec.cost, **cost_options(spec))
-    return check_feasible(entry, board, spec, cost_model), cost_model
+    cost_model = get_cost_model(spec.cost, **cost_options(spec, env))
+    return check_feasible(entry, board, spec, cost_model, env), cost_model
 
 
 def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchSpec, run_dir: Path,
@@ -189,14 +208,15 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
     ``--export`` continue from it. A constraint no configuration can meet is refused before the
     search (:func:`check_feasible`); a search that ends without a feasible configuration returns
     ``feasible: False`` with no final fine-tune, no FINN re-check and no winner."""
-    space, cost_model = _prepare(entry, board, spec)
+    space, cost_model = _prepare(entry, board, spec, env)
     fp_state = {k: v.detach().clone() for k, v in fp_model.state_dict().items()}
     problem = QuantProblem(entry, data, fp_state, board, cost_model, spec.constraints, spec.eval_recipe,
                            spec.val_samples, spec.seed if spec.eval_seed is None else spec.eval_seed,
                            FitnessMemo(spec.fitness_memo) if spec.fitness_memo else None)
-    imp = layer_importance(importance_norms(entry, fp_state, space.variables), spec.settings.alpha,
-                           spec.settings.beta)
-    searcher = make_searcher(spec.algo, space, spec.settings, spec.seed, imp)
+    imp = _importance(spec.algo, entry, fp_state, space, spec.settings)
+    searcher = make_searcher(spec.algo, space, spec.settings, spec.seed, imp,
+                             probe=lambda pos: problem.cost(space.to_bits(pos))[1],
+                             weights=cost_weights(entry, space.variables))
     signature = {"model": entry.name, "board": board.name, "algo": spec.algo, "settings": repr(searcher.s),
                  "cost": spec.cost, "constraints": [c.describe() for c in spec.constraints], "seed": spec.seed,
                  "eval_recipe": spec.eval_recipe.key(), "eval_seed": spec.eval_seed,
@@ -232,13 +252,12 @@ def _winner(entry: ZooEntry, data: Dataset, board: Board, fp_model, fp_state: di
                            "fp_test_acc": evaluate(fp_model, data.test), "recipe": spec.final_recipe.key()}
     if spec.recheck and spec.cost in ("finn", "surrogate") and board.fpga is not None:
         from bitswarm.data import normalize
-        from bitswarm.env import read_environment
         from bitswarm.hw.cost_finn import FinnCost
         from bitswarm.hw.finn_recheck import recheck_with_finn
         from bitswarm.hw.finn_verify import VerifyInputs
 
-        cache = (env or read_environment()).cache_dir
-        fps = FinnCost(cache_dir=cache, **cost_options(replace(spec, cost="finn"))).target_fps
+        fps = FinnCost(**cost_options(replace(spec, cost="finn"), env)).target_fps
+        cache = require_cache_dir(env.cache_dir if env else None, "the FINN re-check")
         val = data.val.subset(RECHECK_VERIFY_SAMPLES)  # FINN's build is verified on validation images
         with torch.no_grad():
             x = normalize(val.x)

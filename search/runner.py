@@ -17,7 +17,6 @@ The fitness of an untrained candidate (-inf) is written to the JSON files as nul
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections import defaultdict, deque
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from bitswarm import atomic
 from bitswarm.search.journal import Journal
 from bitswarm.search.space import Space
 
@@ -45,9 +45,7 @@ def _finite(data):
 
 def write_json(path: Path, data) -> None:
     """Atomic, strict JSON (non-finite floats as null)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_finite(data), indent=2, default=str, allow_nan=False))
-    tmp.replace(path)
+    atomic.write_json(path, _finite(data), indent=2, default=str, allow_nan=False)
 
 
 def as_evaluation(res) -> tuple[float, float, dict, bool]:

@@ -59,3 +59,31 @@ def test_the_check_catches_an_upward_import_inside_a_function():
     fixture = Path(__file__).parent / "fixtures" / "layering"
     bad = upward_imports(fixture)
     assert bad == ["hw/cost_bad.py:5: bitswarm.hw.cost_bad (hw) imports bitswarm.flows.deploy (flows)"]
+
+
+def environment_readers(root: Path) -> list[str]:
+    """Library modules (below the CLI) that name ``read_environment``: the environment is read once, by
+    the CLI, and passed down as a value."""
+    bad = []
+    for top in PACKAGE_DIRS:
+        for path in sorted((root / top).rglob("*.py")):
+            mod = module_name(path, root)
+            if layer(mod) == 5 or mod == "bitswarm.env":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Name) and node.id == "read_environment" or \
+                        isinstance(node, ast.alias) and node.name == "read_environment":
+                    bad.append(f"{path.relative_to(root)}:{node.lineno if hasattr(node, 'lineno') else '?'}")
+    return sorted(set(bad))
+
+
+def test_only_the_cli_reads_the_environment():
+    assert environment_readers(ROOT) == []
+
+
+def test_the_environment_check_catches_a_hidden_default(tmp_path):
+    (tmp_path / "hw").mkdir()
+    (tmp_path / "hw" / "cost_x.py").write_text(
+        "def f(cache=None):\n    from bitswarm.env import read_environment\n"
+        "    return cache or read_environment().cache_dir\n")
+    assert environment_readers(tmp_path) == ["hw/cost_x.py:2", "hw/cost_x.py:3"]

@@ -27,7 +27,7 @@ def test_interrupted_training_resumes_to_same_weights(tiny_mnist_dir, tmp_path, 
     build = lambda: (torch.manual_seed(1), e.build(e.uniform_bits(4, 32)))[1]
     ref = train(build(), data, r, seed=1, ckpt_dir=tmp_path / "a", progress=False)
 
-    real_save, calls = T._save_atomic, []
+    real_save, calls = T.save_torch, []
 
     def save_then_die(obj, path):
         real_save(obj, path)
@@ -35,10 +35,10 @@ def test_interrupted_training_resumes_to_same_weights(tiny_mnist_dir, tmp_path, 
         if len(calls) == 2:
             raise KeyboardInterrupt  # killed right after epoch 2 was checkpointed
 
-    monkeypatch.setattr(T, "_save_atomic", save_then_die)
+    monkeypatch.setattr(T, "save_torch", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(build(), data, r, seed=1, ckpt_dir=tmp_path / "b", progress=False)
-    monkeypatch.setattr(T, "_save_atomic", real_save)
+    monkeypatch.setattr(T, "save_torch", real_save)
     assert torch.load(tmp_path / "b" / "state.pt", weights_only=False)["epoch"] == 2
     starts = []
     real_tqdm = T.tqdm

@@ -8,10 +8,11 @@ from bitswarm.commands.core import add_common, add_start_options
 
 
 def cmd_cluster(args) -> int:
+    from bitswarm.env import read_environment
     from bitswarm.search.compress import pso_kmeans, stages
     from bitswarm.train import evaluate
 
-    start = stages.start_from_args(args)
+    start = stages.start_from_args(args, read_environment())
     model, data = start.model, start.data
     val0 = evaluate(model, data.val)
     print(f"start: {start.description}: val {val0:.2%}")

@@ -47,7 +47,7 @@ def cmd_compare(args) -> int:
     args.cost = resolve_cost(args, constraints, board)
     check_constraints(args.cost, constraints)
     entry, data, _ = resolve_model_and_data(args.model, args.dataset, args.data_dir, env, args.weights)
-    check_feasible(entry, board, SearchSpec(cost=args.cost, constraints=constraints))  # before any training
+    check_feasible(entry, board, SearchSpec(cost=args.cost, constraints=constraints), env=env)  # before any training
     algos = [a.strip() for a in args.algos.split(",")]
     for algo in algos:  # a corrupt journal of an earlier comparison is found before any training
         for seed in range(args.seeds):
@@ -59,8 +59,8 @@ def cmd_compare(args) -> int:
     tests: dict[str, list[float]] = {a: [] for a in algos}
     final = scaled(qat_recipe(entry.dataset), args.final_epochs) if args.final_epochs else None
     memo = None if args.eval_seed is None else str(out / "fitness.sqlite")
-    for algo in algos:
-        for seed in range(args.seeds):
+    for seed in range(args.seeds):  # seed-major: an interrupted comparison has every searcher at equal seeds
+        for algo in algos:
             base = BBPSOSettings(particles=args.particles, iterations=10_000 if args.budget else args.iters,
                                  gamma=args.gamma)
             spec = SearchSpec(algo=algo, settings=base, cost=args.cost, constraints=constraints,

@@ -8,10 +8,11 @@ from bitswarm.commands.core import add_common, add_start_options, positive_int
 
 
 def cmd_finetune(args) -> int:
+    from bitswarm.env import read_environment
     from bitswarm.search.compress import stages
     from bitswarm.train import evaluate
 
-    start = stages.start_from_args(args)
+    start = stages.start_from_args(args, read_environment())
     data, model = start.data, start.model
     split = getattr(data, args.fitness_split)
     test0, val0 = evaluate(model, data.test), evaluate(model, data.val)

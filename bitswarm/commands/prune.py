@@ -8,13 +8,14 @@ from bitswarm.commands.core import add_common, add_start_options
 
 
 def cmd_prune(args) -> int:
+    from bitswarm.env import read_environment
     from bitswarm.errors import ConfigError
     from bitswarm.search.compress import ocnna, stages
     from bitswarm.train import Recipe, evaluate, train
 
     if not 0 <= args.k < 100:
         raise ConfigError("--k", "k", f"{args.k} is not a percentile", "0 <= k < 100")
-    start = stages.start_from_args(args)
+    start = stages.start_from_args(args, read_environment())
     if start.arch.get("keep"):
         raise ConfigError(args.source, "arch.json", "this model is already pruned", "an unpruned model")
     model, data = start.model, start.data

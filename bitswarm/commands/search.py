@@ -78,8 +78,8 @@ def cmd_search(args) -> int:
 
         check_finn_support(entry.build(entry.default_bits()))
     if args.cost == "surrogate":
-        board = _calibrated_board(entry, board)
-    check_feasible(entry, board, spec)  # a constraint no configuration meets is refused before any training
+        board = _calibrated_board(entry, board, env)
+    check_feasible(entry, board, spec, env=env)  # a constraint no configuration meets is refused before any training
     run_dir = Path(args.run_dir or f"runs/{Path(entry.name.split(':')[0]).stem}-{board.name}-{args.algo}-s{args.seed}")
     check_journal_file(run_dir / "journal.sqlite")  # a corrupt journal is found before any training
     if fp_model is None:
@@ -107,12 +107,12 @@ def _spec(args, entry, constraints):
                       workers=args.workers, ray_address=args.ray_address, target_fps=args.target_fps)
 
 
-def _calibrated_board(entry, board):
+def _calibrated_board(entry, board, env):
     """A missing or mismatched calibration is found before any long work; the board keeps only the
     bit-widths the surrogate was calibrated over."""
     from bitswarm.hw.cost import get_cost_model
 
-    calibrated = get_cost_model("surrogate").surrogate_for(entry, board).candidates
+    calibrated = get_cost_model("surrogate", cache_dir=env.cache_dir).surrogate_for(entry, board).candidates
     kept = tuple(b for b in board.bit_candidates if b in calibrated)
     if kept != board.bit_candidates:
         print(f"--cost surrogate: searching the calibrated bit-widths {', '.join(map(str, kept))} "
@@ -176,8 +176,9 @@ def register(sub) -> None:
                                     "validation accuracy subject to cost constraints; every evaluation is "
                                     "journalled in RUN_DIR/journal.sqlite and a re-run of the same command resumes.")
     add_common(sp)
-    sp.add_argument("--algo", default="bbpso-q", help="bbpso-q (default); baselines bbpso, ga (pymoo), random; "
-                                                      "ablations bbpso-q-IN, bbpso-q-SCP, bbpso-q-LSP")
+    sp.add_argument("--algo", default="bbpso-q",
+                    help="bbpso-q (default; the paper's BBPSO-Quantizer); bitswarm (our variant, docs/SEARCH.md); "
+                         "baselines bbpso, ga (pymoo), random; ablations bbpso-q-IN, bbpso-q-SCP, bbpso-q-LSP")
     add_constraint_args(sp)
     sp.add_argument("--particles", type=positive_int, default=15, help="swarm size N (Table 4: 15)")
     sp.add_argument("--iters", type=positive_int, default=20, help="iterations T (Table 4: 20)")

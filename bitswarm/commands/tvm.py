@@ -42,7 +42,9 @@ def cmd_measure(args) -> int:
     from bitswarm.hw.cost import Constraint, get_cost_model
 
     entry, bits, board = _entry_bits(args)
-    opts = {"repeat": args.repeat, "threads": args.tvm_threads}
+    from bitswarm.env import read_environment
+
+    opts = {"repeat": args.repeat, "threads": args.tvm_threads, "cache_dir": read_environment().cache_dir}
     if args.table:
         opts["table"] = args.table
     with get_cost_model("tvm", **opts) as cost_model:
@@ -63,7 +65,10 @@ def cmd_calibrate(args) -> int:
 
     entry, _, board = _entry_bits(args)
     bar = tqdm(total=args.train + args.test, desc="TVM latency samples", unit="config")
-    with get_cost_model("tvm", repeat=args.repeat, threads=args.tvm_threads) as cost_model:
+    from bitswarm.env import read_environment
+
+    with get_cost_model("tvm", repeat=args.repeat, threads=args.tvm_threads,
+                        cache_dir=read_environment().cache_dir) as cost_model:
         table = calibrate(entry, board, cost_model, args.train, args.test, args.seed,
                           progress=lambda i, n: bar.update(1))
     bar.close()

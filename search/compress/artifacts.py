@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bitswarm.atomic import save_torch, write_json
 from bitswarm.errors import ConfigError
 from bitswarm.models import BitConfig
 
@@ -32,9 +33,7 @@ class Loaded:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
-    tmp.replace(path)
+    write_json(path, data, indent=2, sort_keys=True)
 
 
 def save_result(out: str | Path, model: nn.Module, bits: BitConfig, arch: dict, meta: dict,
@@ -45,9 +44,7 @@ def save_result(out: str | Path, model: nn.Module, bits: BitConfig, arch: dict, 
     from bitswarm.search.compress.qgrid import init_weight_scales
 
     init_weight_scales(model)
-    tmp = out / "model.pt.tmp"
-    torch.save(model.state_dict(), tmp)
-    tmp.replace(out / "model.pt")
+    save_torch(model.state_dict(), out / "model.pt")
     bits.save(out / "bits.yaml")
     _write_json(out / "arch.json", arch)
     if input_shape is not None:

@@ -54,16 +54,16 @@ def starting_point(model_name: str, bits_spec: str, source: str, data_dir: str |
     return Start(q.model, bits, arch, data, f"QAT [{bits.short()}]")
 
 
-def start_from_args(args) -> Start:
-    """The starting point a compression command's parsed arguments ask for (torch threads set too)."""
+def start_from_args(args, env) -> Start:
+    """The starting point a compression command's parsed arguments ask for (torch threads set too);
+    ``env`` is the CLI's :class:`~bitswarm.env.Environment`."""
     from bitswarm.boards import load_board
-    from bitswarm.env import read_environment
     from bitswarm.workflow import set_threads
 
     set_threads(args.threads)
     board = load_board(args.board)
     return starting_point(args.model, args.bits, args.source, args.data_dir, args.seed, board.bit_candidates + (32,),
-                          read_environment(), fp_epochs=args.fp_epochs, qat_epochs=args.qat_epochs)
+                          env, fp_epochs=args.fp_epochs, qat_epochs=args.qat_epochs)
 
 
 def write_output(args, model: nn.Module, bits: BitConfig, arch: dict, meta: dict) -> Path:

@@ -1,0 +1,103 @@
+"""Issue 16: is a cheaper search fitness ranking configurations like the full-recipe fitness?
+
+For ``--n`` random configurations that meet the constraint (bit metrics, exact), each fidelity
+(a fine-tune recipe + validation size, below) is run from the shipped float weights; the table gives
+seconds per evaluation, the speed-up over ``full`` and Spearman's rho against ``full``. Every result
+is appended to ``--out`` as it is measured, so a killed run resumes where it stopped.
+
+    BITSWARM_DATA_DIR=../shared/datasets .venv/bin/python bench/bench_fitness.py --model tfc --n 30 \
+        --max-avg-bits 3 --threads 1 --out bench/results/fitness-tfc.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from bitswarm.boards import load_board
+from bitswarm.env import read_environment
+from bitswarm.hw.cost import Constraint, get_cost_model
+from bitswarm.search.api import build_space
+from bitswarm.search.bbpso import random_position
+from bitswarm.search.problem import EVAL_RECIPE, QuantProblem
+from bitswarm.workflow import fp_recipe, resolve_model_and_data, set_threads, train_float
+
+#: name -> (fine-tune recipe, validation images); ``full`` is the paper's §5.3.1 recipe (2 epochs, all data)
+FIDELITIES = {
+    "full": (EVAL_RECIPE, None),
+    "e1-n8000": (replace(EVAL_RECIPE, epochs=1, max_train=8000), 2000),
+    "e1-n4000": (replace(EVAL_RECIPE, epochs=1, max_train=4000), 2000),
+    "e1-n2000": (replace(EVAL_RECIPE, epochs=1, max_train=2000), 1000),
+    "e1-n2000-lr0.03": (replace(EVAL_RECIPE, epochs=1, max_train=2000, lr=0.03), 1000),
+}
+
+
+def configurations(entry, board, limit: float, n: int, seed: int) -> list:
+    space = build_space(entry, board, "bitops")
+    cost, rng, out = get_cost_model("bitops"), np.random.default_rng(seed), []
+    while len(out) < n:
+        bits = space.to_bits(random_position(space, rng))
+        if cost(entry, bits)["avg_bits"] <= limit and bits not in out:
+            out.append(bits)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="tfc")
+    ap.add_argument("--n", type=int, default=30)
+    ap.add_argument("--max-avg-bits", type=float, default=3.0)
+    ap.add_argument("--fidelities", default=",".join(FIDELITIES))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    set_threads(args.threads)
+    env, board = read_environment(), load_board("pynq-z2")
+    entry, data, _ = resolve_model_and_data(args.model, None, None, env)
+    fp = train_float(entry, data, 0, fp_recipe(entry.dataset, entry.name), env, progress=False).model
+    fp_state = {k: v.detach().clone() for k, v in fp.state_dict().items()}
+    out = Path(args.out)
+    rows = json.loads(out.read_text()) if out.exists() else []
+    done = {(r["bits"], r["fidelity"]) for r in rows}
+    constraint = (Constraint("avg_bits", args.max_avg_bits),)
+    for i, bits in enumerate(configurations(entry, board, args.max_avg_bits, args.n, args.seed)):
+        for name in args.fidelities.split(","):
+            if (bits.short(), name) in done:
+                continue
+            recipe, val = FIDELITIES[name]
+            problem = QuantProblem(entry, data, fp_state, board, get_cost_model("bitops"), constraint, recipe, val, 0)
+            t0 = time.time()
+            fitness = problem.fine_tune_and_validate(bits)
+            rows.append({"bits": bits.short(), "fidelity": name, "fitness": fitness, "seconds": time.time() - t0})
+            out.write_text(json.dumps(rows, indent=1))
+            print(f"[{i + 1}/{args.n}] {name:16s} {bits.short():40s} {fitness:.4f} {rows[-1]['seconds']:.1f}s",
+                  flush=True)
+    print(summary(rows, args.model))
+
+
+def summary(rows: list[dict], model: str) -> str:
+    by = {}
+    for r in rows:
+        by.setdefault(r["fidelity"], {})[r["bits"]] = r
+    full = by.get("full", {})
+    lines = [f"| {model} fidelity | configs | s / evaluation | speed-up vs full | Spearman vs full |",
+             "|---|---|---|---|---|"]
+    t_full = np.mean([r["seconds"] for r in full.values()]) if full else float("nan")
+    for name, got in by.items():
+        common = sorted(set(got) & set(full))
+        rho = spearmanr([got[b]["fitness"] for b in common], [full[b]["fitness"] for b in common])[0] \
+            if len(common) > 2 else float("nan")
+        t = np.mean([r["seconds"] for r in got.values()])
+        lines.append(f"| {name} | {len(got)} | {t:.2f} | {t_full / t:.1f}x | {rho:.3f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Issue 15: FINN's uniform CNV designs (w1a1, w1a2, w2a2, 8-bit input as bnn_pynq) QAT'd from the shipped
+float CNV with one recipe and several seeds, resumably, with checkpoints *in the repo*.
+
+Each (design, seed) trains into ``bench/results/cnv-uniform/<design>-s<seed>/`` (``state.pt`` per
+epoch while unfinished, ``final.pt`` when done; commit them so the next session continues), and
+``results.json`` there gets val/test accuracy. ``--finn`` adds, for each design's seed-0 model, FINN's
+estimates on pynq-z2 at ``--target-fps`` (re-check of the exported model) and the verification of
+that FINN build on 200 validation images.
+
+    BITSWARM_DATA_DIR=../shared/datasets .venv/bin/python bench/cnv_uniform.py --threads 1 \
+        [--designs w1a1,w1a2,w2a2] [--seeds 0,1,2] [--stop-after-epochs N] [--finn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from bitswarm.boards import load_board
+from bitswarm.env import read_environment
+from bitswarm.models import BitConfig, get_model
+from bitswarm.train import evaluate, load_float_weights, train
+from bitswarm.workflow import PRETRAINED_DIR, float_run_dir, fp_recipe, get_data, qat_recipe
+
+OUT = Path(__file__).parent / "results" / "cnv-uniform"
+#: the one QAT recipe of every CNV design in the comparison (uniform and searched)
+CNV_QAT = replace(qat_recipe("cifar10"), epochs=2)
+
+
+def design_bits(entry, design: str) -> BitConfig:
+    """``wXaY`` everywhere, 8-bit input quantizer (bnn_pynq's CNV edges)."""
+    w, a = int(design[1]), int(design[3])
+    layers = {n: {"w": b.w and w, "a": b.a and a} for n, b in entry.uniform_bits(w, a).layers}
+    layers["input_quant"]["a"] = 8
+    return BitConfig.from_dict({"layers": layers})
+
+
+def float_state(entry, data) -> dict:
+    ckpt = float_run_dir(entry, data, 0, fp_recipe(entry.dataset, entry.name), PRETRAINED_DIR)
+    if not (ckpt / "final.pt").exists():
+        raise SystemExit(f"the shipped float CNV is unfinished ({ckpt}): run bench/train_shipped.py --model cnv")
+    return torch.load(ckpt / "final.pt", weights_only=True)
+
+
+def qat(entry, data, fp: dict, design: str, seed: int, stop_after: int | None) -> dict | None:
+    bits = design_bits(entry, design)
+    ckpt = OUT / f"{design}-s{seed}"
+    torch.manual_seed(seed)
+    model = entry.build(bits)
+    load_float_weights(model, fp)
+    model = train(model, data, CNV_QAT, seed, ckpt, desc=f"cnv {design} s{seed}", stop_after=stop_after)
+    if not (ckpt / "final.pt").exists():
+        return None
+    return {"design": design, "seed": seed, "bits": bits.short(), "recipe": CNV_QAT.key(),
+            "val_acc": evaluate(model, data.val), "test_acc": evaluate(model, data.test), "model": model}
+
+
+def finn_row(entry, data, row: dict, target_fps: int, env) -> dict:
+    from bitswarm.data import normalize
+    from bitswarm.hw.finn_recheck import recheck_with_finn
+    from bitswarm.hw.finn_verify import VerifyInputs
+
+    model = row["model"].eval()
+    val = data.val.subset(200)
+    with torch.no_grad():
+        x = normalize(val.x)
+        inputs = VerifyInputs(x.numpy(), val.y.numpy(), model(x).argmax(1).numpy())
+    bits = design_bits(entry, row["design"])
+    return recheck_with_finn(model, bits, entry, load_board("pynq-z2"), (), target_fps, env.cache_dir, inputs)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--designs", default="w1a1,w1a2,w2a2")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--stop-after-epochs", type=int)
+    ap.add_argument("--finn", action="store_true")
+    ap.add_argument("--target-fps", type=int, default=3000)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    env = read_environment()
+    entry = get_model("cnv")
+    data = get_data(entry.dataset, None, env)
+    fp = float_state(entry, data)
+    results_path = OUT / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for seed in map(int, args.seeds.split(",")):
+        for design in args.designs.split(","):
+            key = f"{design}-s{seed}"
+            row = qat(entry, data, fp, design, seed, args.stop_after_epochs)
+            if row is None:
+                print(f"{key}: stopped after {args.stop_after_epochs} epochs; re-run to continue", flush=True)
+                continue
+            if args.finn and seed == 0 and "finn" not in results.get(key, {}):
+                row["finn"] = finn_row(entry, data, row, args.target_fps, env)
+            row.pop("model")
+            results[key] = {**results.get(key, {}), **row}
+            OUT.mkdir(parents=True, exist_ok=True)
+            results_path.write_text(json.dumps(results, indent=1, default=str))
+            print(f"{key}: val {row['val_acc']:.4f} test {row['test_acc']:.4f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
