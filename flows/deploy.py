@@ -7,7 +7,8 @@ Steps (each a :class:`~bitswarm.flows.steps.Step`; start/stop at any of them):
 ``export``  Brevitas -> QONNX, verified against PyTorch (``model.qonnx.onnx``)
 ``finn``    FINN-mappability check, then the FINN flow for the board (estimates, code
             generation; stops with one line naming the missing vendor tool)
-``tvm``     TVM binary for the board's CPU (ARM for the PYNQ-Z2), latency on this host
+``tvm``     TVM binary for the board's CPU (ARM for the PYNQ-Z2), latency on this host; for a foreign
+            CPU the native runner (``runner/<target>/``: TVM runtime, no Python), checked under qemu
 ``uniform`` the same model at uniform 2/4/8 bits, for comparison
 ``board``   with an SSH host in the board config: push, run, measure
 ``report``  ``summary.json`` -> report.html / report.md / report.json
@@ -184,12 +185,19 @@ def step_tvm(state: State, cfg: DeployConfig) -> State:
     shape = tuple(state["input_shape"])
     items = []
     boards = [cfg.board] if is_host_target(cfg.board.cpu.tvm_target) else [cfg.board, load_board("host")]
-    for board in boards:
-        r = compile_tvm(Path(state["qonnx"]), board, pkg / f"tvm-{board.name}", input_shape=shape)
+    built = [(board, compile_tvm(Path(state["qonnx"]), board, pkg / f"tvm-{board.name}", input_shape=shape))
+             for board in boards]
+    host_lib = next((Path(r.lib_path) for b, r in built if is_host_target(b.cpu.tvm_target)), None)
+    for board, r in built:
         item = {"target": f"{board.name}: {json.dumps(r.target)}", "lib": str(Path(r.lib_path).relative_to(pkg)),
                 "verified_max_abs_diff": r.verified_max_abs_diff, "latency_ms": None}
         if is_host_target(board.cpu.tvm_target):
             item["latency_ms"] = _run_runner(pkg, Path(r.lib_path))["latency_ms_median"]
+        elif host_lib is not None and board.cpu.tvm_target.get("kind") == "llvm":
+            from bitswarm.flows.cpu_package import package_native_runner
+
+            item["native_runner"] = package_native_runner(board, Path(r.lib_path), host_lib, pkg, cfg.env.cache_dir,
+                                                          shape)
         items.append(item)
     return {**state, "tvm": items}
 

@@ -138,6 +138,15 @@ def _table(rows: list[dict], cols: list[str]) -> tuple[str, str]:
     return h + "</table>", md
 
 
+
+def _runner_cell(r: dict | None) -> str:
+    if not r:
+        return "-"
+    diff = r.get("max_abs_diff_vs_host")
+    check = f"{r['checked']}, max diff vs host {diff:.1g}" if diff is not None else r.get("checked", "")
+    glibc = f", needs glibc >= {r['min_glibc']}" if r.get("min_glibc") else ""
+    return f"{r['runner']} ({check}{glibc}; README next to it)"
+
 def verification_section(v: dict) -> tuple[str, str]:
     """Levels checked, inputs, largest difference, and the three accuracies on the same images."""
     rows = [{"level": lc["level"], "FINN step": lc["step"], "inputs": lc["n"], "max |diff|": lc["max_abs_diff"],
@@ -193,9 +202,9 @@ def build_sections(s: dict) -> list[tuple[str, str, str]]:
         note = "FINN's build was NOT verified against the QONNX model (deployed with --verify-samples 0)."
         out.append(("Verification: FINN's graphs against the QONNX model", f"<p>{note}</p>", note + "\n"))
     if s.get("tvm"):
-        rows = [{"target": t.get("target"), "latency ms": t.get("latency_ms"), "binary": t.get("lib")}
-                for t in s["tvm"]]
-        out.append(("TVM", *_table(rows, ["target", "latency ms", "binary"])))
+        rows = [{"target": t.get("target"), "latency ms": t.get("latency_ms"), "binary": t.get("lib"),
+                 "native runner (no Python on the board)": _runner_cell(t.get("native_runner"))} for t in s["tvm"]]
+        out.append(("TVM", *_table(rows, ["target", "latency ms", "binary", "native runner (no Python on the board)"])))
     if s.get("uniform"):
         cols = list(s["uniform"][0])
         out.append(("Same model at uniform bits", *_table(s["uniform"], cols)))

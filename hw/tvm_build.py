@@ -12,7 +12,14 @@ Steps (each saves its output in ``out_dir``)::
              or against qonnx's executor on the QONNX file (itself verified against PyTorch at export)
 
 TVM dequantizes QDQ to float32 (Relax has no pass turning QDQ into integer ops), so the binary
-computes in float32 whatever the bit-widths are.
+computes in float32 whatever the bit-widths are; ``lowering="int"`` (:mod:`bitswarm.hw.tvm_int`)
+computes quantized Conv/Gemm/MatMul on integer codes with int32 accumulation instead.
+
+On CPU ``tvm.compile``'s default Relax pipeline only legalizes: no constant folding, no fusion and
+no schedule (naive scalar loop nests, weights transposed on every call). :func:`cpu_pipeline` is
+Relax's CPU pipeline (fold, fuse) plus :func:`cpu_schedule`, a default schedule of the fused loop
+nests (register tiles, vectorized, epilogue fused; :mod:`bitswarm.hw.tvm_schedule`); host builds target
+this CPU (``mcpu``).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import numpy as np
 from bitswarm.boards import Board
 from bitswarm.errors import BitswarmError, ConfigError, ToolMissingError
 from bitswarm.hw.tvm_lower import to_qcdq
+from bitswarm.hw.tvm_schedule import cpu_pipeline
 
 TARGET_KINDS = ("llvm", "cuda")
 
@@ -73,6 +81,10 @@ def make_target(board: Board):
                           ", ".join(TARGET_KINDS))
     if spec["kind"] == "cuda" and not tvm.cuda().exist:
         raise ToolMissingError(f"board {board.name}: TVM target 'cuda' needs a GPU; none is visible here")
+    if is_host_target(spec) and "mcpu" not in spec:  # without it LLVM emits SSE2 only (no AVX/FMA)
+        from tvm.target.codegen import llvm_get_system_cpu
+
+        spec["mcpu"] = llvm_get_system_cpu()
     try:
         return tvm.target.Target(spec)
     except Exception as e:  # TVM raises its own error types with multi-line messages
@@ -126,13 +138,29 @@ def run_library(lib_path: Path, x: np.ndarray) -> np.ndarray:
     return out.numpy()
 
 
-def verify_library(lib_path: Path, shape: tuple[int, ...], reference, n: int = 4, seed: int = 1) -> float:
-    """Max |TVM - reference| over ``n`` random inputs in [-1, 1]; ``reference(x: ndarray) -> ndarray``."""
+class DegenerateReferenceError(BitswarmError):
+    """The reference computes the same output for every verification input: the check proves nothing."""
+
+
+def verify_library(lib_path: Path, shape: tuple[int, ...], reference, n: int = 4, seed: int = 1,
+                   min_spread: float = 1e-6) -> float:
+    """Max |TVM - reference| over ``n`` random inputs in [-1, 1]; ``reference(x: ndarray) -> ndarray``.
+
+    A reference whose outputs vary by at most ``min_spread`` (max - min over the inputs, relative to
+    the output's magnitude) is refused with :class:`DegenerateReferenceError`: a dead model (e.g.
+    random weights whose quantized activations are all zero) would pass any library.
+    """
     rng = np.random.default_rng(seed)
-    worst = 0.0
+    worst, refs = 0.0, []
     for _ in range(n):
         x = (rng.random(shape, dtype=np.float32) * 2 - 1).astype(np.float32)
-        worst = max(worst, float(np.max(np.abs(run_library(lib_path, x) - reference(x)))))
+        refs.append(np.asarray(reference(x), dtype=np.float64))
+        worst = max(worst, float(np.max(np.abs(run_library(lib_path, x) - refs[-1]))))
+    spread = float(np.max(np.ptp(np.stack(refs), axis=0)))
+    if spread <= min_spread * max(1.0, float(np.max(np.abs(refs)))):
+        raise DegenerateReferenceError(
+            f"verification of {Path(lib_path).name}: the reference output is the same for all {n} random inputs "
+            f"(max - min = {spread:.3g}), so agreeing with it proves nothing; use trained weights or other inputs")
     return worst
 
 
@@ -161,7 +189,8 @@ def tune_module(mod, board: Board, target_dict: dict[str, Any], work_dir: Path, 
     """MetaSchedule-tune ``mod`` on this CPU and apply the tuned schedules (the module to compile, target).
 
     Uses Relax's ``static_shape_tuning_pipeline`` (tune, then ``MetaScheduleApplyDatabase`` on the
-    fused TIR); MetaSchedule needs ``num-cores`` in the target (added from ``board.cpu.cores``).
+    fused TIR); MetaSchedule needs ``num-cores`` in the target (added from ``board.cpu.cores``), and
+    ``mcpu`` defaults to this CPU's (as in :func:`make_target`).
     """
     import tvm
     from tvm import relax
@@ -169,7 +198,10 @@ def tune_module(mod, board: Board, target_dict: dict[str, Any], work_dir: Path, 
     if not is_host_target(target_dict):
         raise TvmTuneUnavailableError(f"--tune: board {board.name}'s target is not this CPU; tuning measures "
                                       "candidates locally (an RPC runner on the board is not wired)")
-    spec = {**target_dict, "num-cores": int(target_dict.get("num-cores", board.cpu.cores))}
+    from tvm.target.codegen import llvm_get_system_cpu
+
+    spec = {"mcpu": llvm_get_system_cpu(), **target_dict,
+            "num-cores": int(target_dict.get("num-cores", board.cpu.cores))}
     target = tvm.target.Target(spec)
     per_task = max(4, trials // 8)
     pipeline = relax.pipeline.static_shape_tuning_pipeline(trials, target, work_dir=str(work_dir),
@@ -188,8 +220,9 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
     difference above ``atol`` raises :class:`TvmVerifyError` (``verify=False`` skips it, e.g. for
     latency-only builds). ``tune`` runs MetaSchedule for ``tune_trials`` trials on this CPU
     (host targets only; :func:`tune_module`).
-    ``lowering``: ``qcdq`` (QuantizeLinear/Clip/DequantizeLinear) or ``float`` (the same quantizers as
-    plain float ops; see :func:`bitswarm.hw.tvm_lower.to_qcdq`).
+    ``lowering``: ``qcdq`` (QuantizeLinear/Clip/DequantizeLinear), ``float`` (the same quantizers as
+    plain float ops) or ``int`` (QCDQ with integer Conv/Gemm/MatMul; see :func:`bitswarm.hw.tvm_lower.to_qcdq`).
+    A reference that is constant over the verification inputs is refused (:func:`verify_library`).
     Writes ``<name>.json`` (target, input) next to the library.
     """
     t0 = time.time()
@@ -207,7 +240,8 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
 
     if tune:
         mod, target = tune_module(mod, board, target_dict, out_dir / f"{name}.tuning", tune_trials)
-    ex = tvm.compile(mod, target)
+    pipeline = cpu_pipeline(target) if target.kind.name == "llvm" and not tune else "default"
+    ex = tvm.compile(mod, target, relax_pipeline=pipeline)
     lib = out_dir / f"{name}.so"
     tmp = out_dir / f".{name}.tmp.so"
     ex.export_library(str(tmp), fcompile=fcompile) if fcompile else ex.export_library(str(tmp))
@@ -216,7 +250,11 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
     if verify and is_host_target(target_dict):
         ref = _torch_reference(torch_model) if torch_model is not None else _qonnx_reference(src)
         against = "pytorch" if torch_model is not None else "qonnx-executor"
-        diff = verify_library(lib, shape, ref)
+        try:
+            diff = verify_library(lib, shape, ref)
+        except DegenerateReferenceError:
+            lib.unlink(missing_ok=True)
+            raise
         if diff > atol:
             lib.unlink(missing_ok=True)
             raise TvmVerifyError(f"TVM build of {src.name} for {board.name} differs from {against} by {diff:.3g} "

@@ -107,7 +107,7 @@ def _lower_remaining(model):
     return model
 
 
-LOWERINGS = ("qcdq", "float")
+LOWERINGS = ("qcdq", "float", "int")
 
 
 def to_qcdq(src: str | Path, dst: str | Path, lowering: str = "qcdq") -> Path:
@@ -115,6 +115,8 @@ def to_qcdq(src: str | Path, dst: str | Path, lowering: str = "qcdq") -> Path:
 
     ``lowering="float"`` skips QuantToQCDQ: every quantizer on a dynamic input becomes the float
     formula (same values; about as fast in TVM as QCDQ once weights are folded, see BENCHMARKS.md).
+    ``lowering="int"`` is QCDQ with quantized Conv/Gemm/MatMul on integer codes (int32 sums, float
+    requantization; :mod:`bitswarm.hw.tvm_int`).
     """
     if lowering not in LOWERINGS:
         from bitswarm.errors import ConfigError
@@ -127,10 +129,16 @@ def to_qcdq(src: str | Path, dst: str | Path, lowering: str = "qcdq") -> Path:
     dst = Path(dst)
     model = ModelWrapper(str(src))
     if any(n.op_type in QUANT_OPS for n in model.graph.node):
+        if lowering == "int":  # weight codes and scales kept as DequantizeLinear before the folding
+            from bitswarm.hw import tvm_int
+
+            model = tvm_int.lower_weights(model)
         model = _fold_constant_quants(model)  # weights first: TVM computes in float32 anyway
-        if lowering == "qcdq":
+        if lowering in ("qcdq", "int"):
             model = model.transform(QuantToQCDQ())
             model = _fold_constant_quants(model)
+        if lowering == "int":
+            model = tvm_int.lower_compute(model)
         model = _lower_remaining(model)
         model = model.transform(InferShapes())
     tmp = dst.with_suffix(".tmp")

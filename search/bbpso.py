@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bitswarm.search.deb import deb_better
+from bitswarm.search.searcher import BestMixin
 from bitswarm.search.space import Position, Space
 
 
@@ -58,7 +59,7 @@ def layer_importance(norms: np.ndarray, alpha: float, beta: float) -> np.ndarray
     return beta / (1.0 + np.exp(-alpha * (2 * x - 1)))
 
 
-class BBPSO:
+class BBPSO(BestMixin):
     """Ask/tell: ``ask()`` -> positions to evaluate; ``tell(results)`` with (fitness, violation) each."""
 
     def __init__(self, space: Space, settings: BBPSOSettings, seed: int, importance: np.ndarray | None = None):
@@ -138,7 +139,7 @@ class BBPSO:
         return self.space.clip(new)
 
 
-class RandomSearch:
+class RandomSearch(BestMixin):
     """Uniform random positions, ``particles`` per round, same budget accounting."""
 
     def __init__(self, space: Space, settings: BBPSOSettings, seed: int, importance=None):

@@ -29,6 +29,7 @@ from pymoo.operators.selection.tournament import TournamentSelection
 from pymoo.problems.static import StaticProblem
 
 from bitswarm.search.deb import deb_better
+from bitswarm.search.searcher import BestMixin
 from bitswarm.search.space import Position, Space
 
 
@@ -60,7 +61,7 @@ class DebSurvival(Survival):
         return pop[order[:n_survive]]
 
 
-class GeneticSearch:
+class GeneticSearch(BestMixin):
     """Ask/tell wrapper (same protocol as :class:`~bitswarm.search.bbpso.BBPSO`)."""
 
     def __init__(self, space: Space, settings, seed: int, importance=None):

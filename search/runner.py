@@ -3,7 +3,8 @@
 Run directory contents (read by the deploy flow and the report):
 
 ``journal.sqlite``  every evaluation (see :mod:`bitswarm.search.journal`)
-``history.json``    per round: iteration, phase, best fitness, best violation, evaluations (trained), cost_only
+``history.json``    per round: iteration, phase, best fitness, best violation, evaluations (trained), cost_only,
+                    wall_s (seconds since this process entered the loop; a resumed run restarts the clock)
 ``best_bits.yaml``  the best configuration by Deb's rule (only when it is feasible)
 ``result.json``     settings, feasible, best (bits, fitness, violation, cost), evaluations (= evaluations_trained),
                     evaluations_trained, evaluations_cost_only, unique positions, wall time
@@ -166,10 +167,11 @@ def _run_locked(space, searcher, evaluate, run_dir: Path, signature: dict, scree
             phase = getattr(searcher, "phase", "move")
             results = _round(space, searcher.ask(), memory, replay, journal, executor, tally, screening, seed)
             searcher.tell([r[:2] for r in results])
-            history.append({"iteration": len(history), "phase": phase, "best_fitness": searcher.gb_res[0],
-                            "best_violation": searcher.gb_res[1], "evaluations": tally.trained,
-                            "cost_only": tally.cost_only})
-            bar.set_postfix(**_postfix(searcher.gb_res), cost_only=tally.cost_only)
+            _, best = searcher.best()
+            history.append({"iteration": len(history), "phase": phase, "best_fitness": best[0],
+                            "best_violation": best[1], "evaluations": tally.trained,
+                            "cost_only": tally.cost_only, "wall_s": round(time.time() - t0, 2)})
+            bar.set_postfix(**_postfix(best), cost_only=tally.cost_only)
     finally:
         bar.close()
         journal.close()
@@ -179,13 +181,13 @@ def _run_locked(space, searcher, evaluate, run_dir: Path, signature: dict, scree
 
 def _finish(space: Space, searcher, run_dir: Path, signature: dict, memory: dict, history: list, tally: _Tally,
             wall: float) -> dict:
-    best_bits = space.to_bits(searcher.gb)
-    fitness, violation = searcher.gb_res
+    best_pos, (fitness, violation) = searcher.best()
+    best_bits = space.to_bits(best_pos)
     if violation <= 0:  # an infeasible best is in result.json, not offered as a configuration to use
         best_bits.save(run_dir / "best_bits.yaml")
     result = {"signature": signature, "settings": asdict(searcher.s), "feasible": violation <= 0, "best": {
         "bits": best_bits.to_dict()["layers"], "fitness": fitness, "violation": violation,
-        "cost": memory[searcher.gb][2]}, "evaluations": tally.trained, "evaluations_trained": tally.trained,
+        "cost": memory[best_pos][2]}, "evaluations": tally.trained, "evaluations_trained": tally.trained,
         "evaluations_cost_only": tally.cost_only, "unique_positions": len(memory), "wall_s": round(wall, 2)}
     write_json(run_dir / "history.json", history)
     write_json(run_dir / "result.json", result)

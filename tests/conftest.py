@@ -50,3 +50,9 @@ def tiny_cifar_dir(tmp_path_factory) -> Path:
         with open(d / name, "wb") as f:
             pickle.dump(batch, f, protocol=2)
     return d.parent
+
+
+@pytest.fixture(scope="session")
+def runner_cache(tmp_path_factory) -> Path:
+    """A cache directory shared by the tests that build native TVM runners (a build takes minutes)."""
+    return tmp_path_factory.mktemp("runner-cache")

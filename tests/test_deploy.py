@@ -52,7 +52,14 @@ def doubles(monkeypatch):
         (out_dir / "model.so").write_bytes(b"\x7fELF")
         return FakeTvm(out_dir / "model.so", board.cpu.tvm_target, input_shape, None, 0.1)
 
+    def package_native_runner(board, lib, host_lib, pkg, cache_dir, input_shape):
+        (pkg / "runner" / "armv7").mkdir(parents=True, exist_ok=True)
+        (pkg / "runner" / "armv7" / "runner").write_bytes(b"\x7fELF")
+        return {"target": "armv7", "runner": "runner/armv7/runner", "checked": "fake"}
+
     monkeypatch.setitem(sys.modules, "bitswarm.flows.finn", types.SimpleNamespace(build_finn=build_finn))
+    monkeypatch.setitem(sys.modules, "bitswarm.flows.cpu_package",
+                        types.SimpleNamespace(package_native_runner=package_native_runner))
     monkeypatch.setitem(sys.modules, "bitswarm.hw.tvm_build",
                         types.SimpleNamespace(compile_tvm=compile_tvm, is_host_target=lambda target: False))
 
@@ -148,11 +155,14 @@ def test_deploy_with_small_search(tmp_path, tiny_mnist_dir, doubles):
 
 @pytest.mark.finn
 @pytest.mark.tvm
-def test_deploy_end_to_end_with_real_finn_and_tvm(tmp_path, tiny_mnist_dir, monkeypatch):
-    """No doubles: finn-plus estimates + codegen, TVM ARM cross-compile + host build timed by the runner."""
+def test_deploy_end_to_end_with_real_finn_and_tvm(tmp_path, tiny_mnist_dir, monkeypatch, runner_cache):
+    """No doubles: finn-plus estimates + codegen, TVM ARM cross-compile + host build timed by the runner,
+    the armv7 native runner packaged and checked under qemu (its build cached with tests/test_tvm_native.py)."""
     monkeypatch.setitem(sys.modules, "bitswarm.flows.finn", __import__("bitswarm.flows.finn").flows.finn)
     search = {"particles": 3, "iters": 1, "eval_train": 500, "cost": "finn"}  # the default deploy's FINN cost
-    pkg = D.deploy(_cfg(tmp_path, tiny_mnist_dir, bits_file=None, search=search))
+    env = Environment(data_dir=Path(tiny_mnist_dir), cache_dir=runner_cache, vivado=None, vitis_hls=None,
+                      ray_address=None)
+    pkg = D.deploy(_cfg(tmp_path, tiny_mnist_dir, bits_file=None, search=search, env=env))
     s = json.loads((pkg / "summary.json").read_text())
     assert s["search"]["cost"] == "finn" and "lut <= 37240" in s["search"]["constraint"]
     assert all("lut" in e["cost"] and "avg_bits" in e["cost"] for e in s["search"]["evaluations"])
@@ -160,6 +170,10 @@ def test_deploy_end_to_end_with_real_finn_and_tvm(tmp_path, tiny_mnist_dir, monk
     assert list((pkg / "finn" / "codegen").iterdir())
     arm, host = s["tvm"]
     assert (pkg / arm["lib"]).read_bytes()[:4] == b"\x7fELF" and arm["latency_ms"] is None
+    native = arm["native_runner"]
+    assert native["target"] == "armv7" and (pkg / native["runner"]).read_bytes()[18] == 40  # e_machine ARM
+    assert native["checked"] == "under qemu-arm" and native["max_abs_diff_vs_host"] < 1e-4
+    assert (pkg / "runner" / "armv7" / "README.md").exists() and list((pkg / "runner" / "armv7").glob("LICENSE*"))
     assert host["latency_ms"] > 0 and host["verified_max_abs_diff"] < 1e-3
 
 
