@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 
-def _median_ms(fn, repeat: int) -> float:
+def median_ms(fn, repeat: int) -> float:
     fn()
     t0 = time.perf_counter()
     for _ in range(3):
@@ -71,10 +71,10 @@ def bench_model(name: str, w: int, a: int, repeat: int, threads: list[int], tmp:
         so.intra_op_num_threads, so.inter_op_num_threads = n, 1
         sess = ort.InferenceSession(str(build.onnx_path), so, providers=["CPUExecutionProvider"])
         iname = sess.get_inputs()[0].name
-        ort_ms = _median_ms(lambda s=sess, i=iname: s.run(None, {i: x}), repeat)
+        ort_ms = median_ms(lambda s=sess, i=iname: s.run(None, {i: x}), repeat)
         xt = torch.from_numpy(x)
         with torch.no_grad():
-            torch_ms = _median_ms(lambda xt=xt: model(xt), repeat)
+            torch_ms = median_ms(lambda xt=xt: model(xt), repeat)
         rows.append({"model": name, "bits": bits.short(), "threads": n, "tvm_untuned_ms": tvm_ms,
                      "tvm_untuned_float_lowering_ms": tvm_float_ms,
                      "tvm_tuned_ms": tuned_ms, "tune_trials": tune_trials or None, "tune_seconds": tune_s,

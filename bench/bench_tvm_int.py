@@ -21,27 +21,12 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_tvm import median_ms  # bench/ is the script's directory
 from torch import nn
-
-
-def _median_ms(fn, repeat: int) -> float:
-    fn()
-    t0 = time.perf_counter()
-    for _ in range(3):
-        fn()
-    number = max(1, int(1e-3 / max((time.perf_counter() - t0) / 3, 1e-7)))
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - t0) / number * 1e3)
-    return float(np.median(times))
 
 
 def calibrated(model: nn.Module, shape: tuple[int, ...], seed: int = 0) -> nn.Module:
@@ -129,11 +114,11 @@ def bench(name: str, spec: str, repeat: int, tmp: Path) -> dict:
     sess = ort.InferenceSession(str(fl.onnx_path), so, providers=["CPUExecutionProvider"])
     x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
     iname = sess.get_inputs()[0].name
-    row["onnxruntime_ms"] = _median_ms(lambda: sess.run(None, {iname: x}), repeat)
+    row["onnxruntime_ms"] = median_ms(lambda: sess.run(None, {iname: x}), repeat)
     torch.set_num_threads(1)
     xt = torch.from_numpy(x)
     with torch.no_grad():
-        row["torch_ms"] = _median_ms(lambda: model(xt), repeat)
+        row["torch_ms"] = median_ms(lambda: model(xt), repeat)
     row.update(float_vs_qonnx=fl.verified_max_abs_diff, int_vs_qonnx=it.verified_max_abs_diff,
                int_vs_float=None, int_vs_float_flips=None)
     row["int_vs_float"], row["int_vs_float_flips"] = _diffs(it.lib_path, fl.lib_path, shape)

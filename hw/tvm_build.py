@@ -138,6 +138,11 @@ def run_library(lib_path: Path, x: np.ndarray) -> np.ndarray:
     return out.numpy()
 
 
+def output_spread(outputs) -> float:
+    """The largest max - min, over the inputs, of any output element (0: the same output every time)."""
+    return float(np.max(np.ptp(np.stack(outputs), axis=0)))
+
+
 class DegenerateReferenceError(BitswarmError):
     """The reference computes the same output for every verification input: the check proves nothing."""
 
@@ -156,7 +161,7 @@ def verify_library(lib_path: Path, shape: tuple[int, ...], reference, n: int = 4
         x = (rng.random(shape, dtype=np.float32) * 2 - 1).astype(np.float32)
         refs.append(np.asarray(reference(x), dtype=np.float64))
         worst = max(worst, float(np.max(np.abs(run_library(lib_path, x) - refs[-1]))))
-    spread = float(np.max(np.ptp(np.stack(refs), axis=0)))
+    spread = output_spread(refs)
     if spread <= min_spread * max(1.0, float(np.max(np.abs(refs)))):
         raise DegenerateReferenceError(
             f"verification of {Path(lib_path).name}: the reference output is the same for all {n} random inputs "

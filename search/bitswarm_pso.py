@@ -27,6 +27,7 @@ The variant changes exactly those three things and keeps the rest (memory, local
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -79,7 +80,7 @@ class BitswarmPSO(BBPSO):
     def __init__(self, space: Space, settings: BBPSOSettings, seed: int, importance: np.ndarray | None = None,
                  probe: Probe | None = None, weights: np.ndarray | None = None):
         super().__init__(space, replace(settings, update="eq2"), seed, importance)
-        self.probe = probe
+        self.probe = functools.lru_cache(maxsize=None)(probe) if probe is not None else None
         w = np.ones(space.dim) if weights is None else np.asarray(weights, float)
         self.exponents = np.clip(w / max(w.mean(), 1e-12), 1 / 3, 3.0)
 

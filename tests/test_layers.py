@@ -73,7 +73,7 @@ def environment_readers(root: Path) -> list[str]:
             for node in ast.walk(ast.parse(path.read_text())):
                 if isinstance(node, ast.Name) and node.id == "read_environment" or \
                         isinstance(node, ast.alias) and node.name == "read_environment":
-                    bad.append(f"{path.relative_to(root)}:{node.lineno if hasattr(node, 'lineno') else '?'}")
+                    bad.append(f"{path.relative_to(root)}:{node.lineno}")
     return sorted(set(bad))
 
 
