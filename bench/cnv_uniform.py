@@ -3,7 +3,8 @@ float CNV with one recipe and several seeds, resumably, with checkpoints *in the
 
 Each (design, seed) trains into ``bench/results/cnv-uniform/<design>-s<seed>/`` (``state.pt`` per
 epoch while unfinished, ``final.pt`` when done; commit them so the next session continues), and
-``results.json`` there gets val/test accuracy. ``--finn`` adds, for each design's seed-0 model, FINN's
+``<design>-s<seed>/result.json`` gets val/test accuracy (``results.json`` collects them; several
+processes may run different seeds at once). ``--finn`` adds, for each design's seed-0 model, FINN's
 estimates on pynq-z2 at ``--target-fps`` (re-check of the exported model) and the verification of
 that FINN build on 200 validation images.
 
@@ -15,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from bitswarm.atomic import write_json
 from bitswarm.boards import load_board
 from bitswarm.env import read_environment
 from bitswarm.models import BitConfig, get_model
@@ -28,7 +29,7 @@ from bitswarm.workflow import PRETRAINED_DIR, float_run_dir, fp_recipe, get_data
 
 OUT = Path(__file__).parent / "results" / "cnv-uniform"
 #: the one QAT recipe of every CNV design in the comparison (uniform and searched)
-CNV_QAT = replace(qat_recipe("cifar10"), epochs=2)
+CNV_QAT = qat_recipe("cifar10", "cnv")
 
 
 def design_bits(entry, design: str) -> BitConfig:
@@ -73,6 +74,14 @@ def finn_row(entry, data, row: dict, target_fps: int, env) -> dict:
     return recheck_with_finn(model, bits, entry, load_board("pynq-z2"), (), target_fps, env.cache_dir, inputs)
 
 
+def collect() -> dict:
+    """``results.json``: every finished run's ``result.json`` (runs may go on in parallel processes)."""
+    results = {d.name: json.loads((d / "result.json").read_text()) for d in sorted(OUT.glob("*-s*"))
+               if (d / "result.json").exists()}
+    write_json(OUT / "results.json", results)
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--designs", default="w1a1,w1a2,w2a2")
@@ -87,22 +96,23 @@ def main() -> None:
     entry = get_model("cnv")
     data = get_data(entry.dataset, None, env)
     fp = float_state(entry, data)
-    results_path = OUT / "results.json"
-    results = json.loads(results_path.read_text()) if results_path.exists() else {}
     for seed in map(int, args.seeds.split(",")):
         for design in args.designs.split(","):
             key = f"{design}-s{seed}"
+            path = OUT / key / "result.json"
+            old = json.loads(path.read_text()) if path.exists() else {}
+            if old and (not args.finn or seed != 0 or "finn" in old):
+                continue
             row = qat(entry, data, fp, design, seed, args.stop_after_epochs)
             if row is None:
                 print(f"{key}: stopped after {args.stop_after_epochs} epochs; re-run to continue", flush=True)
                 continue
-            if args.finn and seed == 0 and "finn" not in results.get(key, {}):
+            if args.finn and seed == 0:
                 row["finn"] = finn_row(entry, data, row, args.target_fps, env)
             row.pop("model")
-            results[key] = {**results.get(key, {}), **row}
-            OUT.mkdir(parents=True, exist_ok=True)
-            results_path.write_text(json.dumps(results, indent=1, default=str))
+            write_json(path, {**old, **row}, default=str)
             print(f"{key}: val {row['val_acc']:.4f} test {row['test_acc']:.4f}", flush=True)
+    collect()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from bitswarm.data import DATASETS, Dataset, load_dataset, resolve_data_dir
 from bitswarm.env import Environment
 from bitswarm.errors import ConfigError
 from bitswarm.models import BitConfig, ZooEntry
-from bitswarm.train import Recipe, evaluate, load_float_weights, run_key, train
+from bitswarm.train import QAT_INIT_VERSION, Recipe, evaluate, load_float_weights, run_key, train
 
 DEFAULT_FP = Recipe(epochs=10, lr=2e-3, batch_size=64)
 DEFAULT_QAT = Recipe(epochs=5, lr=1e-3, batch_size=64)
@@ -23,6 +23,10 @@ FP_RECIPES = {"mnist": Recipe(epochs=10, lr=2e-3, batch_size=128),
 # Per-model float recipes that override the dataset's (the shipped CNV checkpoint's recipe).
 MODEL_FP_RECIPES = {"cnv": Recipe(epochs=30, lr=0.05, batch_size=128, weight_decay=5e-4, augment=True,
                                   optimizer="sgd")}
+# CNV's QAT from the shipped float checkpoint (issue 15; every CNV design, uniform or searched, uses it):
+# 2 epochs at CPU scale, no weight decay (on 1-bit weights it flips signs at random, on quantizer
+# scales it shrinks them; a short fine-tune does not need it).
+MODEL_QAT_RECIPES = {"cnv": Recipe(epochs=2, lr=1e-3, batch_size=128, augment=True)}
 QAT_RECIPES = {"mnist": Recipe(epochs=10, lr=1e-3, batch_size=128),
                "cifar10": Recipe(epochs=15, lr=1e-3, batch_size=128, weight_decay=5e-4, augment=True)}
 
@@ -49,7 +53,9 @@ def fp_recipe(dataset: str, model: str | None = None) -> Recipe:
     return FP_RECIPES.get(dataset, DEFAULT_FP)
 
 
-def qat_recipe(dataset: str) -> Recipe:
+def qat_recipe(dataset: str, model: str | None = None) -> Recipe:
+    if model in MODEL_QAT_RECIPES and dataset in (None, "cifar10"):
+        return MODEL_QAT_RECIPES[model]
     return QAT_RECIPES.get(dataset, DEFAULT_QAT)
 
 
@@ -138,7 +144,8 @@ def finetune_quantized(entry: ZooEntry, bits: BitConfig, data: Dataset, seed: in
     load_float_weights(model, fp.model.state_dict())
     ckpt = None
     if env is not None:
-        key = run_key(entry_digest(entry), bits.key(), data, seed, recipe, init=fp.ckpt_dir.name)
+        init = f"{fp.ckpt_dir.name}+{QAT_INIT_VERSION}"
+        key = run_key(entry_digest(entry), bits.key(), data, seed, recipe, init=init)
         ckpt = _ckpt_dir(env, entry, "q", key)
     model = train(model, data, recipe, seed, ckpt, progress, desc=f"{entry.name} qat")
     return Trained(model, bits, evaluate(model, data.val), ckpt or fp.ckpt_dir)

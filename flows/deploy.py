@@ -91,7 +91,8 @@ def step_train(state: State, cfg: DeployConfig) -> State:
     entry, data, _ = _entry_and_data(cfg)
     bits = BitConfig.from_dict({"layers": state["bits"]})
     fp = train_float(entry, data, cfg.seed, scaled(fp_recipe(entry.dataset, entry.name), cfg.fp_epochs), cfg.env)
-    q = finetune_quantized(entry, bits, data, cfg.seed, scaled(qat_recipe(entry.dataset), cfg.qat_epochs), fp, cfg.env)
+    qat = scaled(qat_recipe(entry.dataset, entry.name), cfg.qat_epochs)
+    q = finetune_quantized(entry, bits, data, cfg.seed, qat, fp, cfg.env)
     torch.save(q.model.state_dict(), _pkg(state) / "model_state.pt")
     acc = {"fp_test": evaluate(fp.model, data.test), "val": q.val_acc, "test": evaluate(q.model, data.test)}
     return {**state, "accuracy": acc, "dataset_note": data.note, "input_shape": list(entry.input_shape),

@@ -53,3 +53,24 @@ def test_interrupted_training_resumes_to_same_weights(tiny_mnist_dir, tmp_path, 
     # a finished run is served from its checkpoint
     again = train(build(), data, r, seed=1, ckpt_dir=tmp_path / "b", progress=False)
     assert torch.equal(again.fc0.weight, resumed.fc0.weight)
+
+
+def test_sign_only_weights_start_at_their_bound_without_decay():
+    """1-bit constant-scale weights: the QAT init keeps the function, and no weight decay touches them."""
+    e = get_model("tfc")
+    torch.manual_seed(0)
+    fp = e.build(e.uniform_bits(32, 32))
+    with torch.no_grad():
+        fp.fc0.weight.mul_(0.01)  # float weights far below one optimizer step
+    bits = e.uniform_bits(1, 2)
+    q = e.build(bits)
+    load_float_weights(q, fp.state_dict())
+    signs = T.sign_only_weights(q)
+    saturated = [float((w.abs() >= 0.1 - 1e-6).float().mean()) for w in signs]  # Brevitas clips at 0.1
+    assert len(signs) == 4 and all(0.3 < f < 0.9 for f in saturated), saturated
+    assert torch.equal(torch.sign(q.fc0.weight), torch.sign(fp.fc0.weight))  # same binarised weights
+    assert torch.equal(torch.sign(q.fc0.quant_weight().value), torch.sign(fp.fc0.weight))
+    opt = T._optimizer(q, Recipe(weight_decay=5e-4))
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
+    assert not decayed & {id(w) for w in signs}
+    assert len(decayed) == sum(1 for _ in q.parameters()) - len(signs)

@@ -57,7 +57,7 @@ def cmd_compare(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[float]] = {a: [] for a in algos}
     tests: dict[str, list[float]] = {a: [] for a in algos}
-    final = scaled(qat_recipe(entry.dataset), args.final_epochs) if args.final_epochs else None
+    final = scaled(qat_recipe(entry.dataset, entry.name), args.final_epochs) if args.final_epochs else None
     memo = None if args.eval_seed is None else str(out / "fitness.sqlite")
     for seed in range(args.seeds):  # seed-major: an interrupted comparison has every searcher at equal seeds
         for algo in algos:

@@ -106,7 +106,7 @@ def cmd_train(args) -> int:
     if args.bits == "fp":
         return 0
     t1 = time.time()
-    q = finetune_quantized(entry, bits, data, args.seed, scaled(qat_recipe(entry.dataset), args.epochs),
+    q = finetune_quantized(entry, bits, data, args.seed, scaled(qat_recipe(entry.dataset, entry.name), args.epochs),
                            fp, env)
     print(f"{entry.name} [{bits.short()}]: val {q.val_acc:.2%}  test {evaluate(q.model, data.test):.2%}  "
           f"({time.time() - t1:.0f} s)")

@@ -100,7 +100,7 @@ def _spec(args, entry, constraints):
     settings = BBPSOSettings(particles=args.particles, iterations=args.iters, importance_init=not args.no_init,
                              screening=not args.no_screening, local_search=not args.no_local_search,
                              gamma=args.gamma, r_changes=args.r, alpha=args.alpha, beta=args.beta)
-    final = scaled(qat_recipe(entry.dataset), args.final_epochs) if args.final_epochs != 0 else None
+    final = scaled(qat_recipe(entry.dataset, entry.name), args.final_epochs) if args.final_epochs != 0 else None
     return SearchSpec(algo=args.algo, settings=settings, cost=args.cost, constraints=constraints,
                       eval_recipe=replace(EVAL_RECIPE, epochs=args.eval_epochs, max_train=args.eval_train_samples),
                       val_samples=args.val_samples, final_recipe=final, seed=args.seed, budget=args.budget,
