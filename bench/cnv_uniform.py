@@ -9,13 +9,14 @@ estimates on pynq-z2 at ``--target-fps`` (re-check of the exported model) and th
 that FINN build on 200 validation images.
 
     BITSWARM_DATA_DIR=../shared/datasets .venv/bin/python bench/cnv_uniform.py --threads 1 \
-        [--designs w1a1,w1a2,w2a2] [--seeds 0,1,2] [--stop-after-epochs N] [--finn]
+        [--designs w1a1,w1a2,w2a2,NAME=bits.yaml] [--seeds 0,1,2] [--stop-after-epochs N] [--finn] [--estimates]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -32,9 +33,18 @@ OUT = Path(__file__).parent / "results" / "cnv-uniform"
 CNV_QAT = qat_recipe("cifar10", "cnv")
 
 
+def split_design(design: str) -> tuple[str, str]:
+    """``wXaY`` (uniform) or ``NAME=BITS.yaml`` (a searched design, QAT'd the same way): (name, spec)."""
+    name, _, spec = design.partition("=")
+    return name, spec or name
+
+
 def design_bits(entry, design: str) -> BitConfig:
-    """``wXaY`` everywhere, 8-bit input quantizer (bnn_pynq's CNV edges)."""
-    w, a = int(design[1]), int(design[3])
+    """``wXaY`` everywhere with an 8-bit input quantizer (bnn_pynq's CNV edges), or a bits file."""
+    name, spec = split_design(design)
+    if spec != name or not re.fullmatch(r"w\da\d", name):
+        return BitConfig.load(spec)
+    w, a = int(name[1]), int(name[3])
     layers = {n: {"w": b.w and w, "a": b.a and a} for n, b in entry.uniform_bits(w, a).layers}
     layers["input_quant"]["a"] = 8
     return BitConfig.from_dict({"layers": layers})
@@ -49,18 +59,18 @@ def float_state(entry, data) -> dict:
 
 def qat(entry, data, fp: dict, design: str, seed: int, stop_after: int | None) -> dict | None:
     bits = design_bits(entry, design)
-    ckpt = OUT / f"{design}-s{seed}"
+    ckpt = OUT / f"{split_design(design)[0]}-s{seed}"
     torch.manual_seed(seed)
     model = entry.build(bits)
     load_float_weights(model, fp)
     model = train(model, data, CNV_QAT, seed, ckpt, desc=f"cnv {design} s{seed}", stop_after=stop_after)
     if not (ckpt / "final.pt").exists():
         return None
-    return {"design": design, "seed": seed, "bits": bits.short(), "recipe": CNV_QAT.key(),
+    return {"design": split_design(design)[0], "seed": seed, "bits": bits.short(), "recipe": CNV_QAT.key(),
             "val_acc": evaluate(model, data.val), "test_acc": evaluate(model, data.test), "model": model}
 
 
-def finn_row(entry, data, row: dict, target_fps: int, env) -> dict:
+def finn_row(entry, data, row: dict, design: str, target_fps: int, env) -> dict:
     from bitswarm.data import normalize
     from bitswarm.hw.finn_recheck import recheck_with_finn
     from bitswarm.hw.finn_verify import VerifyInputs
@@ -70,8 +80,24 @@ def finn_row(entry, data, row: dict, target_fps: int, env) -> dict:
     with torch.no_grad():
         x = normalize(val.x)
         inputs = VerifyInputs(x.numpy(), val.y.numpy(), model(x).argmax(1).numpy())
-    bits = design_bits(entry, row["design"])
+    bits = design_bits(entry, design)
     return recheck_with_finn(model, bits, entry, load_board("pynq-z2"), (), target_fps, env.cache_dir, inputs)
+
+
+def estimates(entry, designs: list[str], target_fps: int, env) -> dict:
+    """FINN's estimates of each uniform design (bits only, no training): the searches' constraints."""
+    from bitswarm.hw.cost import get_cost_model
+
+    cost = get_cost_model("finn", target_fps=target_fps, cache_dir=env.cache_dir)
+    path = OUT / f"estimates-{target_fps}fps.json"
+    out = json.loads(path.read_text()) if path.exists() else {}
+    for design in designs:
+        c = cost(entry, design_bits(entry, design), load_board("pynq-z2"))
+        design = split_design(design)[0]
+        out[design] = {k: c.values[k] for k in ("lut", "bram18", "dsp", "throughput_fps", "avg_bits")}
+        write_json(path, out)
+        print(design, out[design], flush=True)
+    return out
 
 
 def collect() -> dict:
@@ -90,15 +116,19 @@ def main() -> None:
     ap.add_argument("--stop-after-epochs", type=int)
     ap.add_argument("--finn", action="store_true")
     ap.add_argument("--target-fps", type=int, default=3000)
+    ap.add_argument("--estimates", action="store_true", help="only FINN's estimates of the designs (no training)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     env = read_environment()
     entry = get_model("cnv")
+    if args.estimates:
+        estimates(entry, args.designs.split(","), args.target_fps, env)
+        return
     data = get_data(entry.dataset, None, env)
     fp = float_state(entry, data)
     for seed in map(int, args.seeds.split(",")):
         for design in args.designs.split(","):
-            key = f"{design}-s{seed}"
+            key = f"{split_design(design)[0]}-s{seed}"
             path = OUT / key / "result.json"
             old = json.loads(path.read_text()) if path.exists() else {}
             if old and (not args.finn or seed != 0 or "finn" in old):
@@ -108,7 +138,7 @@ def main() -> None:
                 print(f"{key}: stopped after {args.stop_after_epochs} epochs; re-run to continue", flush=True)
                 continue
             if args.finn and seed == 0:
-                row["finn"] = finn_row(entry, data, row, args.target_fps, env)
+                row["finn"] = finn_row(entry, data, row, design, args.target_fps, env)
             row.pop("model")
             write_json(path, {**old, **row}, default=str)
             print(f"{key}: val {row['val_acc']:.4f} test {row['test_acc']:.4f}", flush=True)

@@ -3,7 +3,8 @@
 It answers the same quantities as ``--cost finn`` (FINN's lut, bram18, uram, dsp, cycles,
 latency_ms, throughput_fps, and the exact bit metrics) from a file written by
 ``bitswarm calibrate``; by default ``<cache>/surrogate/<model>-<board>-fps<target>.json``, one
-per model, board and folding policy. Nothing is guessed: without a file, or with one for another
+per model, board and folding policy, else the project's shipped one in ``hw/calibrated/`` (checked
+against the model's content digest and the FINN version). Nothing is guessed: without a file, or with one for another
 model or board, it stops with a ConfigError that says what to run.
 """
 
@@ -25,9 +26,21 @@ def policy_name(target_fps: int) -> str:
     return f"fps:{target_fps}"
 
 
+#: surrogates calibrated by the project and shipped with it (used when the cache has none of its own)
+SHIPPED_DIR = Path(__file__).parent / "calibrated"
+
+
 def default_path(cache_dir: Path, model: str, board: str, target_fps: int) -> Path:
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", model).strip("_")
     return Path(cache_dir) / "surrogate" / f"{safe}-{board}-fps{target_fps}.json"
+
+
+def find_default(cache_dir: Path, model: str, board: str, target_fps: int) -> Path:
+    """The cache's own calibration if there is one, else the shipped one (``hw/calibrated/``), else the
+    cache path (which then does not exist)."""
+    own = default_path(cache_dir, model, board, target_fps)
+    shipped = SHIPPED_DIR / own.name
+    return own if own.exists() or not shipped.exists() else shipped
 
 
 def calibrate_hint(model: str, board: str, target_fps: int, out: str | Path | None = None,
@@ -65,7 +78,7 @@ class SurrogateCost:
 
     def surrogate_for(self, entry, board) -> Surrogate:
         require_fpga(board)
-        path = self.path or default_path(require_cache_dir(self.cache_dir, "--cost surrogate"), entry.name,
+        path = self.path or find_default(require_cache_dir(self.cache_dir, "--cost surrogate"), entry.name,
                                          board.name, self.target_fps)
         if path not in self._loaded:
             if not path.exists():

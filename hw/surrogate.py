@@ -91,6 +91,8 @@ class Surrogate:
     t_floor: float = 0.0  # the target's cycles per frame
     t_map: tuple[tuple[float, int], ...] = ()  # first-pass slowest cycles -> index into t_values (seen in samples)
     input_shape: tuple[int, ...] = ()  # the model's input (C, H, W) it was calibrated for
+    model_digest: str = ""  # bitswarm.cachekey.entry_digest of the model it was calibrated on ("" in older files)
+    tools: dict = field(default_factory=dict)  # finn-plus/qonnx/brevitas versions of the samples
 
     @property
     def candidates(self) -> tuple[int, ...]:  # every bit-width some variable was calibrated for
@@ -200,6 +202,16 @@ class Surrogate:
             if mine != theirs:
                 raise ConfigError(source, fld, f"the surrogate was calibrated for {fld} {mine!r}, not {theirs!r}",
                                   _hint(entry.name, board.name, self.policy, entry.input_shape))
+        from bitswarm.cachekey import entry_digest, tool_versions
+
+        stale = [(fld, mine, theirs) for fld, mine, theirs in (
+            ("model_digest", self.model_digest, entry_digest(entry) if self.model_digest else ""),
+            ("tools", self.tools, tool_versions(*self.tools) if self.tools else {})) if mine != theirs]
+        if stale:
+            fld, mine, theirs = stale[0]
+            raise ConfigError(source, fld, f"the surrogate was calibrated for {fld} {mine!r}, not this "
+                              f"installation's {theirs!r}",
+                              _hint(entry.name, board.name, self.policy, entry.input_shape))
 
     # ---- file -------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -253,7 +265,8 @@ def _from_dict(d: dict) -> Surrogate:
                      tuple(tuple(int(v) for v in b) for b in d.get("bit_layers", ())),
                      tuple(float(v) for v in d["t_values"]), tuple(_table(t) for t in d["bottleneck"]),
                      float(d["t_floor"]), tuple((float(k), int(v)) for k, v in d["t_map"]),
-                     tuple(int(v) for v in d.get("input_shape", ())))
+                     tuple(int(v) for v in d.get("input_shape", ())), str(d.get("model_digest", "")),
+                     {str(k): str(v) for k, v in d.get("tools", {}).items()})
 
 
 def _table(t: dict) -> Table:

@@ -245,8 +245,11 @@ def fit(entry: ZooEntry, board, policy: str, choices, samples: list[tuple[BitCon
     layers, deps = _fit_layers(entry, samples, idx, values, shapes)
     totals = {"uram": float(np.mean([c.values.get("uram", 0.0) for _, c in samples]))}
     f = board.fpga
+    from bitswarm.cachekey import entry_digest, tool_versions
+
     sur = Surrogate(entry.name, board.name, f.part, f.clock_mhz, policy, choices, var, tuple(layers), totals, {}, {},
-                    bit_layers(entry), tuple(t_values.tolist()), bounds, target, t_map, tuple(entry.input_shape))
+                    bit_layers(entry), tuple(t_values.tolist()), bounds, target, t_map, tuple(entry.input_shape),
+                    entry_digest(entry), tool_versions("finn-plus", "qonnx", "brevitas"))
     t_hat = np.asarray(sur.t_values)[sur.t_index(idx[:, :-1])]
     deps["_slowest_layer_T_exact_on_train"] = float(np.mean(t_hat == t))
     return sur, deps

@@ -91,6 +91,29 @@ def test_default_path_missing_and_mismatched_files_are_config_errors(fake, tmp_p
         cost(entry, entry.default_bits(), load_board("host"))
 
 
+def test_shipped_calibration_is_used_when_the_cache_has_none_and_refused_when_stale(fake, tmp_path, monkeypatch):
+    import bitswarm.hw.cost_surrogate as cs
+
+    entry, board = get_model("tfc"), load_board("pynq-z2")
+    shipped = tmp_path / "shipped"
+    monkeypatch.setattr(cs, "SHIPPED_DIR", shipped)
+    sur, _ = cal.calibrate(entry, board, tmp_path, n_train=12, n_test=3)
+    assert sur.model_digest and "finn-plus" in sur.tools  # written by the calibration
+    sur.save(shipped / default_path(tmp_path, "tfc", "pynq-z2", 10000).name)
+    cache = tmp_path / "cache"
+    assert cs.find_default(cache, "tfc", "pynq-z2", 10000).parent == shipped
+    assert get_cost_model("surrogate", cache_dir=cache)(entry, entry.default_bits(), board)["lut"] > 0
+    stale = json.loads((shipped / "tfc-pynq-z2-fps10000.json").read_text())
+    (shipped / "tfc-pynq-z2-fps10000.json").write_text(json.dumps({**stale, "model_digest": "0" * 20}))
+    with pytest.raises(ConfigError, match="field 'model_digest'"):
+        get_cost_model("surrogate", cache_dir=cache)(entry, entry.default_bits(), board)
+    (shipped / "tfc-pynq-z2-fps10000.json").write_text(json.dumps({**stale, "tools": {"finn-plus": "0.1"}}))
+    with pytest.raises(ConfigError, match="field 'tools'"):
+        get_cost_model("surrogate", cache_dir=cache)(entry, entry.default_bits(), board)
+    sur.save(default_path(cache, "tfc", "pynq-z2", 10000))  # the cache's own file comes first
+    assert cs.find_default(cache, "tfc", "pynq-z2", 10000).parent.parent == cache
+
+
 def test_corrupt_files_name_the_file_and_field(fake, tmp_path):
     entry, board = get_model("tfc"), load_board("pynq-z2")
     sur, _ = cal.calibrate(entry, board, tmp_path, n_train=12, n_test=3)
