@@ -26,7 +26,7 @@ from bitswarm.boards import load_board
 from bitswarm.env import read_environment
 from bitswarm.models import BitConfig, get_model
 from bitswarm.train import evaluate, load_float_weights, train
-from bitswarm.workflow import PRETRAINED_DIR, float_run_dir, fp_recipe, get_data, qat_recipe
+from bitswarm.workflow import PRETRAINED_DIR, float_run_dir, fp_recipe, get_data, qat_recipe, reference_key
 
 OUT = Path(__file__).parent / "results" / "cnv-uniform"
 #: the one QAT recipe of every CNV design in the comparison (uniform and searched)
@@ -40,14 +40,11 @@ def split_design(design: str) -> tuple[str, str]:
 
 
 def design_bits(entry, design: str) -> BitConfig:
-    """``wXaY`` everywhere with an 8-bit input quantizer (bnn_pynq's CNV edges), or a bits file."""
+    """``wXaY``: FINN's uniform design (:meth:`ZooEntry.finn_design_bits`, 8-bit input), or a bits file."""
     name, spec = split_design(design)
     if spec != name or not re.fullmatch(r"w\da\d", name):
         return BitConfig.load(spec)
-    w, a = int(name[1]), int(name[3])
-    layers = {n: {"w": b.w and w, "a": b.a and a} for n, b in entry.uniform_bits(w, a).layers}
-    layers["input_quant"]["a"] = 8
-    return BitConfig.from_dict({"layers": layers})
+    return entry.finn_design_bits(int(name[1]), int(name[3]))
 
 
 def float_state(entry, data) -> dict:
@@ -100,11 +97,21 @@ def estimates(entry, designs: list[str], target_fps: int, env) -> dict:
     return out
 
 
-def collect() -> dict:
-    """``results.json``: every finished run's ``result.json`` (runs may go on in parallel processes)."""
+def collect(entry, data) -> dict:
+    """``results.json``: every finished run's ``result.json`` (runs may go on in parallel processes), and the
+    uniform designs' accuracies per seed shipped for the deploy report (``models/pretrained/cnv-finn-designs.json``)."""
     results = {d.name: json.loads((d / "result.json").read_text()) for d in sorted(OUT.glob("*-s*"))
                if (d / "result.json").exists()}
     write_json(OUT / "results.json", results)
+    designs: dict = {}
+    for r in results.values():
+        if re.fullmatch(r"w\da\d", r["design"]):
+            d = designs.setdefault(r["design"], {"bits": r["bits"], "seeds": [], "val_acc": [], "test_acc": []})
+            for k, v in (("seeds", r["seed"]), ("val_acc", r["val_acc"]), ("test_acc", r["test_acc"])):
+                d[k].append(v)
+    key = reference_key(entry, data, CNV_QAT, fp_recipe(entry.dataset, entry.name))
+    write_json(PRETRAINED_DIR / "cnv-finn-designs.json",
+               {**key, "source": "bench/cnv_uniform.py", "data_note": data.note, "designs": designs})
     return results
 
 
@@ -142,7 +149,7 @@ def main() -> None:
             row.pop("model")
             write_json(path, {**old, **row}, default=str)
             print(f"{key}: val {row['val_acc']:.4f} test {row['test_acc']:.4f}", flush=True)
-    collect()
+    collect(entry, data)
 
 
 if __name__ == "__main__":

@@ -163,3 +163,24 @@ def scaled(recipe: Recipe, epochs: int | None = None, max_train: int | None = No
 def set_threads(n: int | None) -> None:
     if n:
         torch.set_num_threads(n)
+
+
+def reference_key(entry: ZooEntry, data: Dataset, recipe: Recipe, fp_recipe: Recipe) -> dict:
+    """What the accuracy of a shipped reference design depends on (checked before it is shown): the model's
+    content, the data, the QAT recipe and its start (the float run of seed 0 with ``fp_recipe``)."""
+    return {"model_digest": entry_digest(entry), "data": data.fingerprint, "recipe": recipe.key(),
+            "init": f"{float_run_dir(entry, data, 0, fp_recipe, PRETRAINED_DIR).name}+{QAT_INIT_VERSION}"}
+
+
+def reference_designs(entry: ZooEntry, data: Dataset, recipe: Recipe, fp_recipe: Recipe) -> dict:
+    """The shipped accuracies of FINN's uniform designs of ``entry`` (``models/pretrained/<model>-finn-designs.json``,
+    written by ``bench/cnv_uniform.py``) QAT'd with ``recipe`` on ``data``: ``{design: {"test_acc": [per seed],
+    ...}}``, or ``{}`` when there is no such file or it was made for another model, data, recipe or init."""
+    import json
+
+    path = PRETRAINED_DIR / f"{entry.name}-finn-designs.json"
+    if not path.exists():
+        return {}
+    ref = json.loads(path.read_text())
+    want = reference_key(entry, data, recipe, fp_recipe)
+    return ref.get("designs", {}) if all(ref.get(k) == v for k, v in want.items()) else {}

@@ -53,7 +53,19 @@ class DeployConfig:
     run_id: str = ""
     command: str = ""
     tvm: bool = True
-    verify_samples: int = 1000  # test images FINN's graphs are verified on (0: no verification)
+    verify_samples: int | None = None  # test images FINN's graphs are verified on (0: none; None: the profile's)
+    target_fps: int | None = None  # FINN's folding target (None: the model's deploy profile, 10,000 for TFC)
+
+    def profile(self):
+        from bitswarm.flows.deploy_search import profile_for
+
+        return profile_for(self.model)
+
+    def fps(self) -> int:
+        return self.target_fps or self.profile().target_fps
+
+    def n_verify(self) -> int:
+        return self.profile().verify_samples if self.verify_samples is None else self.verify_samples
 
 
 def _entry_and_data(cfg: DeployConfig, bits_spec: str | None = None):
@@ -134,8 +146,9 @@ def step_finn(state: State, cfg: DeployConfig) -> State:
             return {**state, "finn": {"unsupported": str(e), "missing_tool": None}}
     from bitswarm.flows.finn import build_finn
 
-    inputs = _verify_inputs(state, cfg) if cfg.verify_samples else None
-    r = build_finn(Path(state["qonnx"]), cfg.board, _pkg(state) / "finn", env=cfg.env, verify=inputs)
+    inputs = _verify_inputs(state, cfg) if cfg.n_verify() else None
+    r = build_finn(Path(state["qonnx"]), cfg.board, _pkg(state) / "finn", env=cfg.env, verify=inputs,
+                   target_fps=cfg.fps())
     est = r.estimates
     return {**state, "finn": {"total": dict(est.values), "missing_tool": r.missing_tool,
                               "verification": r.verification,
@@ -151,7 +164,7 @@ def _verify_inputs(state: State, cfg: DeployConfig):
     from bitswarm.hw.finn_verify import VerifyInputs
 
     _, data, _ = _entry_and_data(cfg)
-    test = data.test.subset(cfg.verify_samples)
+    test = data.test.subset(cfg.n_verify())
     x = normalize(test.x)
     if list(x.shape[1:]) != list(state["input_shape"]):
         raise ConfigError(cfg.qonnx or cfg.model, "input shape", f"the model takes {state['input_shape']} but "
@@ -204,21 +217,74 @@ def step_tvm(state: State, cfg: DeployConfig) -> State:
 
 
 def step_uniform(state: State, cfg: DeployConfig) -> State:
+    """The searched design beside FINN's hand-built uniform designs (w1a1, w1a2, w2a2) and uniform 2/4/8 bits:
+    bit operations, FINN's cost at the deploy's folding target (the search's cost model) for the FINN designs,
+    and their test accuracy with the same QAT recipe where the project ships it
+    (``models/pretrained/<model>-finn-designs.json``, checked against model, data, recipe and start)."""
     if cfg.qonnx:
         return {**state, "uniform": []}
     from bitswarm.hw.cost import get_cost_model
+    from bitswarm.models import FINN_DESIGNS, BitConfig
+    from bitswarm.workflow import fp_recipe, qat_recipe, reference_designs, scaled
 
-    entry, _, _ = _entry_and_data(cfg)
-    cost = get_cost_model("qonnx")
+    entry, data, _ = _entry_and_data(cfg)
+    bitops, hw = get_cost_model("qonnx"), _design_cost(state, cfg)
+    ref = reference_designs(entry, data, scaled(qat_recipe(entry.dataset, entry.name), cfg.qat_epochs),
+                            scaled(fp_recipe(entry.dataset, entry.name), cfg.fp_epochs))
     rows = []
+    for w, a in FINN_DESIGNS:
+        bits, name = entry.finn_design_bits(w, a), f"w{w}a{a}"
+        c = hw(entry, bits, cfg.board) if hw is not None else None
+        rows.append(_design_row(f"{name} (FINN-style)", bitops(entry, bits, cfg.board), c, cfg,
+                                ref.get(name, {}).get("test_acc")))
     for b in (2, 4, 8):
-        c = cost(entry, entry.uniform_bits(b, b, keep_first_last=True), cfg.board)
-        rows.append({"bits": f"w{b}a{b} (edges kept)", "bops": c["bops"], "weight_bits": c["weight_bits"]})
-    from bitswarm.models import BitConfig
+        rows.append(_design_row(f"w{b}a{b} (edges kept)", bitops(entry, entry.uniform_bits(b, b, keep_first_last=True),
+                                                                 cfg.board), None, cfg, None))
+    finn = (state.get("finn") or {}).get("total")
+    mine = bitops(entry, BitConfig.from_dict({"layers": state["bits"]}), cfg.board)
+    row = _design_row("searched (this package)", mine, None, cfg, [state["accuracy"]["test"]])
+    if finn:
+        row.update({k: finn.get(k) for k in ("lut", "bram18", "dsp", "throughput_fps")})
+        row["fits FINN limits"] = _fits(finn, cfg)
+    rows.append(row)
+    return {**state, "uniform": rows, "uniform_note": _uniform_note(ref, hw, cfg)}
 
-    mine = cost(entry, BitConfig.from_dict({"layers": state["bits"]}), cfg.board)
-    rows.append({"bits": "searched (this package)", "bops": mine["bops"], "weight_bits": mine["weight_bits"]})
-    return {**state, "uniform": rows}
+
+def _design_cost(state: State, cfg: DeployConfig):
+    """The cost model of the FINN designs' row: the search's FINN-based one, else real FINN (FPGA boards with
+    a FINN build only), at the deploy's folding target."""
+    if cfg.board.fpga is None or not (state.get("finn") or {}).get("total"):
+        return None
+    from bitswarm.hw.cost import get_cost_model
+
+    name = (state.get("search") or {}).get("cost")
+    name = name if name in ("finn", "surrogate") else "finn"
+    return get_cost_model(name, target_fps=cfg.fps(), cache_dir=cfg.env.cache_dir)
+
+
+def _fits(total: dict, cfg: DeployConfig) -> bool:
+    return all(total.get(q, 0) <= cfg.board.fpga.limit(q) for q in ("lut", "bram18", "dsp"))
+
+
+def _design_row(label: str, bitops, hw, cfg: DeployConfig, accs) -> dict:
+    import statistics
+
+    row = {"design": label, "bops": bitops["bops"], "weight_bits": bitops["weight_bits"]}
+    if hw is not None:
+        row.update({k: hw[k] for k in ("lut", "bram18", "dsp", "throughput_fps")})
+        row["fits FINN limits"] = _fits(hw.values, cfg)
+    if accs:
+        row["test acc"] = statistics.fmean(accs)
+        row["test acc sd"] = statistics.stdev(accs) if len(accs) > 1 else None
+        row["seeds"] = len(accs)
+    return row
+
+
+def _uniform_note(ref: dict, hw, cfg: DeployConfig) -> str:
+    cost = f"FINN cost: {hw.name} at {cfg.fps():,} FPS" if hw is not None else "no FINN cost (no FPGA build)"
+    acc = ("accuracy of the FINN-style designs: the project's runs with the same QAT recipe and float start "
+           "(mean over seeds)" if ref else "no shipped accuracy for the FINN-style designs with this recipe")
+    return f"{cost}; {acc}."
 
 
 def step_board(state: State, cfg: DeployConfig) -> State:
@@ -239,6 +305,7 @@ def step_report(state: State, cfg: DeployConfig) -> State:
                   "limits": b.fpga.finn_limits if b.fpga else {}, "part": b.fpga.part if b.fpga else None},
         "bits": state.get("bits"), "accuracy": state.get("accuracy", {}), "search": state.get("search"),
         "finn": state.get("finn"), "tvm": state.get("tvm"), "uniform": state.get("uniform"),
+        "uniform_note": state.get("uniform_note"),
         "board_measurement": state.get("board_measurement"),
         "provenance": {"command": cfg.command, "seed": cfg.seed, "run_id": cfg.run_id, "versions": versions(),
                        "export_max_abs_diff": state.get("export_max_abs_diff")},

@@ -98,6 +98,27 @@ def plot_pareto(evaluations: list[dict], quantity: str, limit: float | None) -> 
     return _svg(fig)
 
 
+def plot_designs(rows: list[dict], limits: dict[str, float]) -> str:
+    """Test accuracy against FINN's LUT and BRAM18 of every design that has both (error bars: sd over seeds)."""
+    pts = [r for r in rows if r.get("test acc") is not None and r.get("lut") is not None]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, q in zip(axes, ("lut", "bram18"), strict=True):
+        for r in pts:
+            mine = r["design"].startswith("searched")
+            ax.errorbar(r[q], r["test acc"], yerr=r.get("test acc sd") or 0, fmt="*" if mine else "o",
+                        ms=11 if mine else 6, color=COLORS["ok"] if mine else COLORS["w"], capsize=3)
+            ax.annotate(r["design"].split(" ")[0], (r[q], r["test acc"]), fontsize=7, xytext=(4, 4),
+                        textcoords="offset points")
+        if q in limits:
+            ax.axvline(limits[q], color=COLORS["bad"], ls=":", label=f"FINN limit {limits[q]:,.0f}")
+            ax.legend(fontsize=7)
+        ax.set_xlabel(f"{q.upper()} (FINN)")
+        ax.set_ylabel("test accuracy")
+    fig.suptitle("Searched design (star) beside FINN-style uniform designs", fontsize=9)
+    fig.tight_layout()
+    return _svg(fig)
+
+
 def plot_layers(per_layer: list[dict]) -> str:
     names = [p["name"] for p in per_layer]
     cycles = [p.get("cycles", 0) for p in per_layer]
@@ -206,8 +227,17 @@ def build_sections(s: dict) -> list[tuple[str, str, str]]:
                  "native runner (no Python on the board)": _runner_cell(t.get("native_runner"))} for t in s["tvm"]]
         out.append(("TVM", *_table(rows, ["target", "latency ms", "binary", "native runner (no Python on the board)"])))
     if s.get("uniform"):
-        cols = list(s["uniform"][0])
-        out.append(("Same model at uniform bits", *_table(s["uniform"], cols)))
+        rows = s["uniform"]
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        h, md = _table(rows, cols)
+        note = s.get("uniform_note") or ""
+        b = s.get("board", {})
+        limits = {q: b["capacity"][q] * b.get("limits", {}).get(q, 1) for q in ("lut", "bram18")
+                  if b.get("capacity", {}).get(q)}
+        plot = plot_designs(rows, limits) if any(r.get("test acc") is not None and r.get("lut") is not None
+                                                 for r in rows) else ""
+        out.append(("The searched design beside uniform designs", plot + f"<p>{html.escape(note)}</p>" + h,
+                    note + "\n\n" + md))
     if s.get("board_measurement"):
         out.append(("Measured on the board", *_table([s["board_measurement"]], list(s["board_measurement"]))))
     prov = s.get("provenance", {})

@@ -44,6 +44,14 @@ class ZooEntry:
             overrides = self._edge_overrides(w, a)
         return BitConfig.uniform(self.specs, w, a, **overrides)
 
+    def finn_design_bits(self, w: int, a: int) -> BitConfig:
+        """FINN's hand-built uniform designs (finn-examples' cnv-w1a1, -w1a2, -w2a2): every weight ``w`` bits,
+        every hidden activation ``a`` bits, the input quantizer at 8 bits as bnn_pynq's CNV (at 2 bits for
+        MNIST models, whose 8-bit input thresholding alone costs ~100,000 LUT in FINN)."""
+        layers = {s.name: {"w": w if s.has_weight else None, "a": a if s.has_act else None} for s in self.specs}
+        layers[self.specs[0].name]["a"] = 2 if self.dataset == "mnist" else 8
+        return BitConfig.from_dict({"layers": layers})
+
     def default_bits(self) -> BitConfig:
         """Documented default: 4-bit weights and activations, edges as ``first_last_bits``."""
         if self.defaults is not None:
@@ -55,6 +63,10 @@ class ZooEntry:
         specs = self.specs
         weighted = [s for s in specs if s.has_weight]
         return {specs[0].name: (w, in_a), weighted[0].name: (first_w, a), weighted[-1].name: (last_w, a)}
+
+
+#: the uniform designs FINN users build by hand, beside which a searched design is reported
+FINN_DESIGNS = ((1, 1), (1, 2), (2, 2))
 
 
 ZOO: dict[str, ZooEntry] = {

@@ -57,3 +57,22 @@ def test_shipped_cnv_run_resumes_from_its_committed_state():
     assert epochs == list(range(1, len(epochs) + 1))
     if not final.exists():
         assert torch.load(run / "state.pt")["epoch"] == epochs[-1]
+
+
+def test_reference_designs_are_shown_only_for_the_same_model_data_recipe_and_start(tiny_mnist_dir, tmp_path,
+                                                                                     monkeypatch):
+    from dataclasses import replace
+
+    import bitswarm.workflow as W
+    from bitswarm.data import load_dataset
+
+    monkeypatch.setattr(W, "PRETRAINED_DIR", tmp_path)
+    data, e = load_dataset("mnist", tiny_mnist_dir), get_model("tfc")
+    q, f = W.qat_recipe("mnist"), W.fp_recipe("mnist")
+    assert W.reference_designs(e, data, q, f) == {}
+    key = W.reference_key(e, data, q, f)
+    (tmp_path / "tfc-finn-designs.json").write_text(json.dumps({**key, "designs": {"w1a1": {"test_acc": [0.9]}}}))
+    assert W.reference_designs(e, data, q, f)["w1a1"]["test_acc"] == [0.9]
+    assert W.reference_designs(e, data, replace(q, epochs=1), f) == {}  # another QAT recipe
+    assert W.reference_designs(e, data, q, replace(f, epochs=1)) == {}  # another float start
+    assert W.reference_designs(get_model("cnv"), data, q, f) == {}  # no file for that model

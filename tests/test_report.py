@@ -87,3 +87,19 @@ def test_report_has_a_verification_section_with_levels_inputs_and_the_three_accu
     assert "PyTorch 97.13%, QONNX 97.12%, FINN hardware-layer graph 97.12%" in sec
     del s["finn"]["verification"]
     assert "NOT verified" in render(s, tmp_path)["md"].read_text()
+
+
+def test_designs_section_plots_accuracy_against_finn_cost_with_the_searched_design(tmp_path):
+    s = _summary()
+    s["uniform"] = [{"design": "w1a1 (FINN-style)", "bops": 1e5, "lut": 27179.0, "bram18": 141.0, "dsp": 0.0,
+                     "test acc": 0.63, "test acc sd": 0.002, "seeds": 3},
+                    {"design": "w2a2 (FINN-style)", "bops": 4e5, "lut": 44485.0, "bram18": 277.0, "dsp": 0.0},
+                    {"design": "searched (this package)", "bops": 2e5, "lut": 30000.0, "bram18": 150.0,
+                     "test acc": 0.66, "seeds": 1}]
+    s["uniform_note"] = "FINN cost: surrogate at 3,000 FPS"
+    page = render(s, tmp_path)["html"].read_text()
+    section = page.split("The searched design beside uniform designs")[1].split("</section>")[0]
+    assert "<svg" in section and "surrogate at 3,000 FPS" in section and "27,179" in section
+    s["uniform"] = [{k: v for k, v in r.items() if k != "test acc"} for r in s["uniform"]]  # no accuracy: no plot
+    page = render(s, tmp_path)["html"].read_text()
+    assert "<svg" not in page.split("The searched design beside uniform designs")[1].split("</section>")[0]

@@ -48,7 +48,7 @@ def cmd_deploy(args) -> int:
                        seed=args.seed, search={"particles": args.particles, "iters": args.iters, "cost": args.cost},
                        fp_epochs=args.fp_epochs, qat_epochs=args.epochs, out_root=Path(args.out), run_id=run_id,
                        command=" ".join(shlex.quote(a) for a in ["bitswarm", *sys.argv[1:]]), tvm=not args.no_tvm,
-                       verify_samples=args.verify_samples)
+                       verify_samples=args.verify_samples, target_fps=args.target_fps)
     t0 = time.time()
     pkg = deploy(cfg, on_step=lambda name: print(f"[deploy {time.time() - t0:6.1f}s] {name}", flush=True),
                  start_at=args.start_at, stop_after=args.stop_after)
@@ -100,9 +100,12 @@ def register(sub) -> None:
     sp.add_argument("--run-id", type=run_id, help="package name (default: timestamp-model)")
     sp.add_argument("--particles", type=positive_int, default=6, help="search swarm size (default 6: a small budget)")
     sp.add_argument("--iters", type=positive_int, default=4, help="search iterations (default 4)")
-    sp.add_argument("--cost", default="finn",
-                    help="cost model of the search: finn (default; FINN estimates + bit metrics, LUT within "
-                         "FINN's limit and avg bits <= 3) or bitops (bit metrics only)")
+    sp.add_argument("--cost", default=None, choices=("finn", "surrogate", "bitops"),
+                    help="cost model of the search: finn (FINN estimates + bit metrics; TFC's default: LUT within "
+                         "FINN's limit and avg bits <= 3), surrogate (the calibrated FINN surrogate; CNV's default: "
+                         "LUT and BRAM18 within FINN's limits at 3,000 FPS) or bitops (bit metrics only)")
+    sp.add_argument("--target-fps", type=positive_int, default=None,
+                    help="FINN folding target of the search and the build (default: 10000; CNV 3000)")
     sp.add_argument("--fp-epochs", type=positive_int, default=None, help="float training epochs")
     sp.add_argument("--epochs", type=positive_int, default=None, help="quantization-aware fine-tune epochs")
     sp.add_argument("--no-tvm", action="store_true", help="skip the TVM binary")
@@ -110,8 +113,8 @@ def register(sub) -> None:
     sp.add_argument("--start-at", metavar="STEP", help=f"start at this step of an unfinished deploy ({steps}); "
                     "by default a re-run of the same command resumes at its first unfinished step")
     sp.add_argument("--stop-after", metavar="STEP", help="stop after this step (the package stays unfinished)")
-    sp.add_argument("--verify-samples", type=non_negative_int, default=1000,
-                    help="test images FINN's graphs are checked on against the QONNX model (default 1000; "
+    sp.add_argument("--verify-samples", type=non_negative_int, default=None,
+                    help="test images FINN's graphs are checked on against the QONNX model (default 1000; CNV 200; "
                          "0 skips the check - the report then says the build is unverified)")
     sp.set_defaults(fn=cmd_deploy)
 
