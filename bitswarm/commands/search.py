@@ -78,7 +78,7 @@ def cmd_search(args) -> int:
 
         check_finn_support(entry.build(entry.default_bits()))
     if args.cost == "surrogate":
-        board = _calibrated_board(entry, board, env)
+        board = _calibrated_board(entry, board, env, spec)
     check_feasible(entry, board, spec, env=env)  # a constraint no configuration meets is refused before any training
     run_dir = Path(args.run_dir or f"runs/{Path(entry.name.split(':')[0]).stem}-{board.name}-{args.algo}-s{args.seed}")
     check_journal_file(run_dir / "journal.sqlite")  # a corrupt journal is found before any training
@@ -107,12 +107,13 @@ def _spec(args, entry, constraints):
                       workers=args.workers, ray_address=args.ray_address, target_fps=args.target_fps)
 
 
-def _calibrated_board(entry, board, env):
+def _calibrated_board(entry, board, env, spec):
     """A missing or mismatched calibration is found before any long work; the board keeps only the
     bit-widths the surrogate was calibrated over."""
     from bitswarm.hw.cost import get_cost_model
+    from bitswarm.search.api import cost_options
 
-    calibrated = get_cost_model("surrogate", cache_dir=env.cache_dir).surrogate_for(entry, board).candidates
+    calibrated = get_cost_model("surrogate", **cost_options(spec, env)).surrogate_for(entry, board).candidates
     kept = tuple(b for b in board.bit_candidates if b in calibrated)
     if kept != board.bit_candidates:
         print(f"--cost surrogate: searching the calibrated bit-widths {', '.join(map(str, kept))} "
