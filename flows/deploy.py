@@ -234,9 +234,10 @@ def step_uniform(state: State, cfg: DeployConfig) -> State:
     rows = []
     for w, a in FINN_DESIGNS:
         bits, name = entry.finn_design_bits(w, a), f"w{w}a{a}"
-        c = hw(entry, bits, cfg.board) if hw is not None else None
-        rows.append(_design_row(f"{name} (FINN-style)", bitops(entry, bits, cfg.board), c, cfg,
-                                ref.get(name, {}).get("test_acc")))
+        c, failed = _try_cost(hw, entry, bits, cfg)
+        row = _design_row(f"{name} (FINN-style)", bitops(entry, bits, cfg.board), c, cfg,
+                          ref.get(name, {}).get("test_acc"))
+        rows.append({**row, "FINN cost": failed} if failed else row)
     for b in (2, 4, 8):
         rows.append(_design_row(f"w{b}a{b} (edges kept)", bitops(entry, entry.uniform_bits(b, b, keep_first_last=True),
                                                                  cfg.board), None, cfg, None))
@@ -251,15 +252,27 @@ def step_uniform(state: State, cfg: DeployConfig) -> State:
 
 
 def _design_cost(state: State, cfg: DeployConfig):
-    """The cost model of the FINN designs' row: the search's FINN-based one, else real FINN (FPGA boards with
-    a FINN build only), at the deploy's folding target."""
-    if cfg.board.fpga is None or not (state.get("finn") or {}).get("total"):
+    """The cost model of the FINN designs' rows: the search's, when it was FINN-based (FPGA boards with a FINN
+    build), at the deploy's folding target; else none (a deploy of given bits costs nothing more)."""
+    name = (state.get("search") or {}).get("cost")
+    if cfg.board.fpga is None or not (state.get("finn") or {}).get("total") or name not in ("finn", "surrogate"):
         return None
     from bitswarm.hw.cost import get_cost_model
 
-    name = (state.get("search") or {}).get("cost")
-    name = name if name in ("finn", "surrogate") else "finn"
     return get_cost_model(name, target_fps=cfg.fps(), cache_dir=cfg.env.cache_dir)
+
+
+def _try_cost(hw, entry, bits, cfg: DeployConfig):
+    """``(cost, None)``, or ``(None, why)`` when FINN (or the surrogate) cannot cost that design: a reference
+    row that cannot be costed is reported, it does not fail the deploy."""
+    from bitswarm.errors import BitswarmError
+
+    if hw is None:
+        return None, None
+    try:
+        return hw(entry, bits, cfg.board), None
+    except BitswarmError as e:
+        return None, f"not costed: {str(e).splitlines()[0][:160]}"
 
 
 def _fits(total: dict, cfg: DeployConfig) -> bool:

@@ -57,7 +57,7 @@ def run_small_search(cfg, entry: ZooEntry, pkg: Path):
     opts, prof = cfg.search, profile_for(entry.name)
     limit = opts.get("max_avg_bits", prof.max_avg_bits)
     constraints: tuple[Constraint, ...] = (Constraint("avg_bits", limit),) if limit is not None else ()
-    cost = _cost(opts.get("cost") or prof.cost, entry, cfg)
+    cost = _cost(opts.get("cost") or "bitops", entry, cfg)
     if cost in ("finn", "surrogate"):  # FINN's estimate must also fit the board within FINN's own limits
         constraints += tuple(Constraint(q, cfg.board.fpga.limit(q)) for q in prof.board_limits)
     if not constraints:

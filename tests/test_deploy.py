@@ -212,3 +212,42 @@ def test_kill_9_during_the_finn_step_then_the_same_command_finishes_without_redo
     steps = [e["step"] for e in _json.loads((pkg / "flow" / "flow_log.json").read_text())]
     assert steps[:3] == ["bits", "train", "export"] and steps[3] == "finn" and steps.count("train") == 1
     assert _json.loads((pkg / "summary.json").read_text())["finn"]["verification"]["levels"]
+
+
+def test_uniform_step_sets_the_searched_design_beside_finn_designs_with_cost_and_shipped_accuracy(
+        tmp_path, tiny_mnist_dir, monkeypatch):
+    import bitswarm.hw.cost as C
+    import bitswarm.workflow as W
+    from bitswarm.errors import ConfigError
+    from bitswarm.models import get_model
+
+    cfg = _cfg(tmp_path, tiny_mnist_dir)
+    real = C.get_cost_model
+
+    def fake(name, **kw):
+        if name != "surrogate":
+            return real(name, **kw)
+        assert kw["target_fps"] == 10000  # the deploy's folding target
+
+        def cost(entry, bits, board):
+            if bits["fc1"].a == 2 and bits["fc1"].w == 2:
+                raise ConfigError("surrogate", "fc1.a", "not calibrated", "1..8")
+            return Cost("surrogate", {"lut": 1000.0 * bits["fc1"].a, "bram18": 10.0, "dsp": 0.0,
+                                      "throughput_fps": 1e4})
+        cost.name = "surrogate"
+        return cost
+
+    monkeypatch.setattr(C, "get_cost_model", fake)
+    monkeypatch.setattr(W, "reference_designs", lambda *a: {"w1a1": {"test_acc": [0.8, 0.82]}})
+    bits = get_model("tfc").uniform_bits(2, 2).to_dict()["layers"]
+    state = {"bits": bits, "accuracy": {"test": 0.9}, "search": {"cost": "surrogate"},
+             "finn": {"total": {"lut": 1500.0, "bram18": 12.0, "dsp": 0.0, "throughput_fps": 1e4}}}
+    rows = D.step_uniform(state, cfg)["uniform"]
+    by = {r["design"].replace(" (FINN-style)", "").split(" ")[0]: r for r in rows if "edges" not in r["design"]}
+    assert by["w1a1"]["lut"] == 1000 and by["w1a1"]["test acc"] == pytest.approx(0.81) and by["w1a1"]["seeds"] == 2
+    assert by["w1a2"]["lut"] == 2000 and "test acc" not in by["w1a2"]
+    assert "not costed" in by["w2a2"]["FINN cost"]  # reported, not a failed deploy
+    assert by["searched"]["lut"] == 1500 and by["searched"]["test acc"] == 0.9 and by["searched"]["fits FINN limits"]
+    assert all("lut" not in r for r in rows if "edges" in r["design"])  # the bit-only rows
+    state["search"] = None  # given bits: no FINN cost for the designs
+    assert all("lut" not in r for r in D.step_uniform(state, cfg)["uniform"][:-1])

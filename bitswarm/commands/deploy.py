@@ -36,6 +36,7 @@ def cmd_deploy(args) -> int:
     from bitswarm.boards import load_board
     from bitswarm.env import read_environment
     from bitswarm.flows.deploy import DeployConfig, deploy
+    from bitswarm.flows.deploy_search import profile_for
     from bitswarm.workflow import set_threads
 
     set_threads(args.threads)
@@ -45,7 +46,8 @@ def cmd_deploy(args) -> int:
     run_id = args.run_id or time.strftime("%Y%m%d-%H%M%S-") + stem
     cfg = DeployConfig(board=board, env=read_environment(), model=model, dataset=args.dataset,
                        data_dir=args.data_dir, weights=args.weights, bits_file=args.config, qonnx=args.qonnx,
-                       seed=args.seed, search={"particles": args.particles, "iters": args.iters, "cost": args.cost},
+                       seed=args.seed, search={"particles": args.particles, "iters": args.iters,
+                               "cost": args.cost or profile_for(model).cost},
                        fp_epochs=args.fp_epochs, qat_epochs=args.epochs, out_root=Path(args.out), run_id=run_id,
                        command=" ".join(shlex.quote(a) for a in ["bitswarm", *sys.argv[1:]]), tvm=not args.no_tvm,
                        verify_samples=args.verify_samples, target_fps=args.target_fps)
