@@ -76,3 +76,33 @@ def test_reference_designs_are_shown_only_for_the_same_model_data_recipe_and_sta
     assert W.reference_designs(e, data, replace(q, epochs=1), f) == {}  # another QAT recipe
     assert W.reference_designs(e, data, q, replace(f, epochs=1)) == {}  # another float start
     assert W.reference_designs(get_model("cnv"), data, q, f) == {}  # no file for that model
+
+
+CNV_DESIGNS = Path(__file__).parent.parent / "bench" / "results" / "cnv-uniform"
+
+
+@pytest.mark.parametrize("run", sorted(p.name for p in CNV_DESIGNS.glob("*-s0") if (p / "final.pt").exists()))
+def test_committed_cnv_design_checkpoints_load_and_reach_their_recorded_accuracy(run):
+    """Issue 15's designs (uniform and searched; seed 0 is committed): the shipped reference file agrees with
+    the runs, and each checkpoint reaches its recorded test accuracy on a test subset."""
+    if DATA is None or not (Path(DATA) / "cifar10-jpeg").exists():
+        pytest.skip("needs the CIFAR-10 JPEG copy (../shared/datasets)")
+    import sys
+
+    sys.path.insert(0, str(CNV_DESIGNS.parent.parent))
+    from cnv_uniform import design_bits
+
+    result = json.loads((CNV_DESIGNS / run / "result.json").read_text())
+    entry = get_model("cnv")
+    spec = result["design"] if result["design"].startswith("w") else \
+        f"{result['design']}={CNV_DESIGNS / (result['design'] + '.bits.yaml')}"
+    bits = design_bits(entry, spec)
+    assert bits.short() == result["bits"]
+    model = entry.build(bits)
+    model.load_state_dict(torch.load(CNV_DESIGNS / run / "final.pt", weights_only=True))
+    data = get_data("cifar10", None, read_environment())
+    acc = evaluate(model, data.test.subset(1000))
+    assert abs(acc - result["test_acc"]) < 0.04, (acc, result["test_acc"])
+    ref = json.loads((PRETRAINED_DIR / "cnv-finn-designs.json").read_text())["designs"]
+    if result["design"] in ref:
+        assert result["test_acc"] == ref[result["design"]]["test_acc"][ref[result["design"]]["seeds"].index(0)]

@@ -341,3 +341,24 @@ def test_finn_mvau_folding_rule_reproduces_cnv_conv1():
     # second pass for T = 75,264: FINN tests the target before the width cap, so SIMD 27 (108 bits) is kept
     assert mvau_fold(27, 64, 900, 4, 75264) == (1, 27)
     assert mvau_bram(np.array([512.0]), np.array([36.0]))[0] == 1
+
+
+def test_the_shipped_cnv_calibration_serves_a_3000_fps_search_and_matches_finn(tmp_path):
+    """`bitswarm search --cost surrogate --target-fps 3000` on CNV: the shipped file (hw/calibrated), with no
+    calibration in the cache; its uniform w1a2/w2a2 costs agree with the FINN estimates in the repo."""
+    from bitswarm.commands.search import _calibrated_board
+    from bitswarm.env import Environment
+    from bitswarm.search.api import SearchSpec
+
+    entry, board = get_model("cnv"), load_board("pynq-z2")
+    env = Environment(data_dir=None, cache_dir=tmp_path, vivado=None, vitis_hls=None, ray_address=None)
+    spec = SearchSpec(cost="surrogate", constraints=(), target_fps=3000)
+    assert _calibrated_board(entry, board, env, spec).bit_candidates == board.bit_candidates  # 1..8
+    cost = get_cost_model("surrogate", target_fps=3000, cache_dir=tmp_path)
+    finn = json.loads((Path(__file__).parent.parent / "bench/results/cnv-uniform/estimates-3000fps.json").read_text())
+    for w, a in ((1, 2), (2, 2)):
+        c = cost(entry, entry.finn_design_bits(w, a), board)
+        ref = finn[f"w{w}a{a}"]
+        assert c["lut"] == pytest.approx(ref["lut"], rel=0.01) and c["bram18"] == pytest.approx(ref["bram18"], abs=2)
+    with pytest.raises(ConfigError, match="fps:10000"):  # no calibration at another folding
+        _calibrated_board(entry, board, env, SearchSpec(cost="surrogate", constraints=(), target_fps=10000))
