@@ -47,16 +47,19 @@ def parse_bits(spec: str, entry: ZooEntry, candidates) -> BitConfig:
     return bits.validate(entry.specs, candidates, source="--bits")
 
 
+def _recipe(per_model: dict, per_dataset: dict, default: Recipe, dataset: str, model: str | None) -> Recipe:
+    """A zoo model's own recipe (on its CIFAR-10), else the dataset's, else the default."""
+    if model in per_model and dataset in (None, "cifar10"):
+        return per_model[model]
+    return per_dataset.get(dataset, default)
+
+
 def fp_recipe(dataset: str, model: str | None = None) -> Recipe:
-    if model in MODEL_FP_RECIPES and dataset in (None, "cifar10"):
-        return MODEL_FP_RECIPES[model]
-    return FP_RECIPES.get(dataset, DEFAULT_FP)
+    return _recipe(MODEL_FP_RECIPES, FP_RECIPES, DEFAULT_FP, dataset, model)
 
 
 def qat_recipe(dataset: str, model: str | None = None) -> Recipe:
-    if model in MODEL_QAT_RECIPES and dataset in (None, "cifar10"):
-        return MODEL_QAT_RECIPES[model]
-    return QAT_RECIPES.get(dataset, DEFAULT_QAT)
+    return _recipe(MODEL_QAT_RECIPES, QAT_RECIPES, DEFAULT_QAT, dataset, model)
 
 
 def resolve_model_and_data(model: str, dataset: str | None, data_dir: str | None, env: Environment,

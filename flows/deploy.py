@@ -236,19 +236,15 @@ def step_uniform(state: State, cfg: DeployConfig) -> State:
     for w, a in FINN_DESIGNS:
         bits, name = entry.finn_design_bits(w, a), f"w{w}a{a}"
         c, failed = _try_cost(hw, entry, bits, cfg)
-        row = _design_row(f"{name} (FINN-style)", bitops(entry, bits, cfg.board), c, cfg,
+        row = _design_row(f"{name} (FINN-style)", bitops(entry, bits, cfg.board), c and c.values, cfg,
                           ref.get(name, {}).get("test_acc"))
         rows.append({**row, "FINN cost": failed} if failed else row)
     for b in (2, 4, 8):
         rows.append(_design_row(f"w{b}a{b} (edges kept)", bitops(entry, entry.uniform_bits(b, b, keep_first_last=True),
                                                                  cfg.board), None, cfg, None))
-    finn = (state.get("finn") or {}).get("total")
     mine = bitops(entry, BitConfig.from_dict({"layers": state["bits"]}), cfg.board)
-    row = _design_row("searched (this package)", mine, None, cfg, [state["accuracy"]["test"]])
-    if finn:
-        row.update({k: finn.get(k) for k in ("lut", "bram18", "dsp", "throughput_fps")})
-        row["fits FINN limits"] = _fits(finn, cfg)
-    rows.append(row)
+    rows.append(_design_row("searched (this package)", mine, (state.get("finn") or {}).get("total"), cfg,
+                            [state["accuracy"]["test"]]))
     return {**state, "uniform": rows, "uniform_note": _uniform_note(ref, hw, cfg)}
 
 
@@ -280,13 +276,14 @@ def _fits(total: dict, cfg: DeployConfig) -> bool:
     return all(total.get(q, 0) <= cfg.board.fpga.limit(q) for q in ("lut", "bram18", "dsp"))
 
 
-def _design_row(label: str, bitops, hw, cfg: DeployConfig, accs) -> dict:
+def _design_row(label: str, bitops, hw: dict | None, cfg: DeployConfig, accs) -> dict:
+    """One row: bit metrics, FINN's figures (``hw``: an estimate's values) and the test accuracies over seeds."""
     import statistics
 
     row = {"design": label, "bops": bitops["bops"], "weight_bits": bitops["weight_bits"]}
-    if hw is not None:
-        row.update({k: hw[k] for k in ("lut", "bram18", "dsp", "throughput_fps")})
-        row["fits FINN limits"] = _fits(hw.values, cfg)
+    if hw:
+        row.update({k: hw.get(k) for k in ("lut", "bram18", "dsp", "throughput_fps")})
+        row["fits FINN limits"] = _fits(hw, cfg)
     if accs:
         row["test acc"] = statistics.fmean(accs)
         row["test acc sd"] = statistics.stdev(accs) if len(accs) > 1 else None

@@ -54,7 +54,7 @@ def run_small_search(cfg, entry: ZooEntry, pkg: Path):
     _, data, _ = resolve_model_and_data(cfg.model, cfg.dataset, cfg.data_dir, cfg.env, cfg.weights)
     recipe = scaled(fp_recipe(entry.dataset, entry.name), cfg.fp_epochs)
     fp = train_float(entry, data, cfg.seed, recipe, cfg.env, progress=True)
-    opts, prof = cfg.search, profile_for(entry.name)
+    opts, prof = cfg.search, cfg.profile()
     limit = opts.get("max_avg_bits", prof.max_avg_bits)
     constraints: tuple[Constraint, ...] = (Constraint("avg_bits", limit),) if limit is not None else ()
     cost = _cost(opts.get("cost") or "bitops", entry, cfg)
@@ -64,7 +64,7 @@ def run_small_search(cfg, entry: ZooEntry, pkg: Path):
         raise ValueError(f"the deploy profile of {entry.name} has no constraint without FINN")
     budget = opts.get("budget", prof.budget)
     spec = small_search_spec({"eval_train": prof.eval_train, **opts}, constraints, cost, cfg.seed, recheck=False,
-                             target_fps=cfg.target_fps or prof.target_fps, budget=budget)
+                             target_fps=cfg.fps(), budget=budget)
     # the deploy searches 2..8 bits whatever the cost, so a CPU-only fallback finds the same kind of winner
     board = replace(cfg.board, bit_candidates=search_candidates(cfg.board, "finn"))
     result = search(entry, data, board, fp.model, spec, pkg / "search", cfg.env)
@@ -96,8 +96,8 @@ def _cost(cost: str, entry: ZooEntry, cfg) -> str:
     if cost == "surrogate":
         from bitswarm.hw.cost_surrogate import find_default
 
-        fps = cfg.target_fps or profile_for(entry.name).target_fps
-        if not find_default(cfg.env.cache_dir, entry.name, cfg.board.name, fps).exists():
-            print(f"no FINN surrogate for {entry.name} on {cfg.board.name} at {fps} FPS: the search uses real FINN")
+        if not find_default(cfg.env.cache_dir, entry.name, cfg.board.name, cfg.fps()).exists():
+            print(f"no FINN surrogate for {entry.name} on {cfg.board.name} at {cfg.fps()} FPS: the search uses "
+                  "real FINN")
             return "finn"
     return cost

@@ -99,8 +99,11 @@ def plot_pareto(evaluations: list[dict], quantity: str, limit: float | None) -> 
 
 
 def plot_designs(rows: list[dict], limits: dict[str, float]) -> str:
-    """Test accuracy against FINN's LUT and BRAM18 of every design that has both (error bars: sd over seeds)."""
+    """Test accuracy against FINN's LUT and BRAM18 of every design that has both (error bars: sd over seeds);
+    ``""`` when none has."""
     pts = [r for r in rows if r.get("test acc") is not None and r.get("lut") is not None]
+    if not pts:
+        return ""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, q in zip(axes, ("lut", "bram18"), strict=True):
         for r in pts:
@@ -234,9 +237,8 @@ def build_sections(s: dict) -> list[tuple[str, str, str]]:
         b = s.get("board", {})
         limits = {q: b["capacity"][q] * b.get("limits", {}).get(q, 1) for q in ("lut", "bram18")
                   if b.get("capacity", {}).get(q)}
-        plot = plot_designs(rows, limits) if any(r.get("test acc") is not None and r.get("lut") is not None
-                                                 for r in rows) else ""
-        out.append(("The searched design beside uniform designs", plot + f"<p>{html.escape(note)}</p>" + h,
+        out.append(("The searched design beside uniform designs",
+                    plot_designs(rows, limits) + f"<p>{html.escape(note)}</p>" + h,
                     note + "\n\n" + md))
     if s.get("board_measurement"):
         out.append(("Measured on the board", *_table([s["board_measurement"]], list(s["board_measurement"]))))

@@ -191,6 +191,8 @@ class Surrogate:
                                                 "correction": self.correction})
 
     def check_for(self, entry: ZooEntry, board: Board, source: str) -> None:
+        from bitswarm.cachekey import entry_digest, tool_versions
+
         f = board.fpga
         for fld, mine, theirs in (("model", self.model, entry.name), ("board", self.board, board.name),
                                   ("part", self.part, f.part if f else None),
@@ -198,20 +200,13 @@ class Surrogate:
                                   ("variables", [list(v) for v in self.variables],
                                    [list(v) for v in variables(entry)]),
                                   ("input_shape", list(self.input_shape or entry.input_shape),
-                                   list(entry.input_shape))):
+                                   list(entry.input_shape)),
+                                  # recorded since session 7; older files ("", {}) are not checked
+                                  ("model_digest", self.model_digest, entry_digest(entry) if self.model_digest else ""),
+                                  ("tools", self.tools, tool_versions(*self.tools) if self.tools else {})):
             if mine != theirs:
                 raise ConfigError(source, fld, f"the surrogate was calibrated for {fld} {mine!r}, not {theirs!r}",
                                   _hint(entry.name, board.name, self.policy, entry.input_shape))
-        from bitswarm.cachekey import entry_digest, tool_versions
-
-        stale = [(fld, mine, theirs) for fld, mine, theirs in (
-            ("model_digest", self.model_digest, entry_digest(entry) if self.model_digest else ""),
-            ("tools", self.tools, tool_versions(*self.tools) if self.tools else {})) if mine != theirs]
-        if stale:
-            fld, mine, theirs = stale[0]
-            raise ConfigError(source, fld, f"the surrogate was calibrated for {fld} {mine!r}, not this "
-                              f"installation's {theirs!r}",
-                              _hint(entry.name, board.name, self.policy, entry.input_shape))
 
     # ---- file -------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
