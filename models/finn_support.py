@@ -95,52 +95,6 @@ def padded_conv_inputs(entry) -> set[str]:
     return out
 
 
-ACT_QUANT = (qnn.QuantReLU, qnn.QuantIdentity, qnn.QuantHardTanh)
-PASSIVE = (nn.Dropout, nn.Identity, nn.Flatten)
-
-
-def _forward_order(entry) -> list[tuple[str, nn.Module]]:
-    """Leaf modules (Brevitas quant layers counted as leaves) in the order the forward pass runs them."""
-    import torch
-
-    model = entry.build(entry.default_bits()).eval()
-    order, hooks = [], []
-    for name, m in model.named_modules():
-        if name and not _is_brevitas_internal(name) and (isinstance(m, SUPPORTED) or not list(m.children())):
-            hooks.append(m.register_forward_hook(lambda mod, i, o, name=name: order.append((name, mod))))
-    with torch.no_grad(), torch.random.fork_rng():
-        model(torch.zeros(1, *entry.input_shape))
-    for h in hooks:
-        h.remove()
-    return order
-
-
-def pooled_activations(entry) -> set[str]:
-    """Layers whose activation quantizer runs directly before a MaxPool (in forward order).
-
-    Measured (docs/SEARCH.md): in configurations with several 1-bit layers, FINN's XNOR rewrite leaves
-    the bipolar affine (``Mul 2, Add -1``) in front of ``MaxPoolNHWC``; it does not move past it, and
-    the next layer stays unmapped ("Unsupported/unmapped layer(s) ... MaxPool_0, MatMul_0")."""
-    order = _forward_order(entry)
-    names = [n for n, _ in order]
-    out = set()
-    for s in entry.specs:
-        if not s.has_act:
-            continue
-        if s.name in names:
-            i = names.index(s.name)
-            act = i if isinstance(order[i][1], ACT_QUANT) else next(
-                (j for j in range(i + 1, len(order)) if isinstance(order[j][1], ACT_QUANT)), None)
-        else:
-            act = None
-        if act is None:
-            continue
-        nxt = next((m for _, m in order[act + 1:] if not isinstance(m, PASSIVE)), None)
-        if isinstance(nxt, nn.MaxPool2d):
-            out.add(s.name)
-    return out
-
-
 def _padding(conv: nn.Conv2d) -> tuple[int, ...]:
     p = conv.padding
     return (1,) if isinstance(p, str) and p != "valid" else tuple(p) if not isinstance(p, str) else (0,)
@@ -148,13 +102,12 @@ def _padding(conv: nn.Conv2d) -> tuple[int, ...]:
 
 def finn_narrow(entry):
     """The FINN-aware candidates per variable (``Space.from_specs(narrow=...)``): 1..8 bits, except a
-    1-bit activation in front of a zero-padded conv (:func:`padded_conv_inputs`) or a MaxPool
-    (:func:`pooled_activations`), and a 1-bit input quantizer; every other 1-bit combination FINN
-    maps as it is (docs/SEARCH.md, "1 bit the FINN way")."""
+    1-bit activation in front of a zero-padded conv (:func:`padded_conv_inputs`) and a 1-bit input
+    quantizer; every other 1-bit combination FINN maps as it is (docs/SEARCH.md, "1 bit the FINN way")."""
     # the input quantizer: a bipolar input in front of a wider first layer passes FINN's estimate flow only
     # as a BINARY threshold, which FINN's HLS code generation refuses ("True binary (non-bipolar) inputs
     # not yet supported"); so the input keeps >= 2 bits, as in every finn-examples design
-    no_bipolar = padded_conv_inputs(entry) | pooled_activations(entry) | {"input_quant"}
+    no_bipolar = padded_conv_inputs(entry) | {"input_quant"}
     if entry.defaults is not None:  # a user's Brevitas model: its quantizer at 1 bit need not be bipolar
         no_bipolar |= {s.name for s in entry.specs if s.has_act}  # (unsigned: "True binary inputs not supported")
 

@@ -8,7 +8,7 @@ import pytest
 
 from bitswarm.boards import load_board
 from bitswarm.models import get_model
-from bitswarm.models.finn_support import FINN_BITS, padded_conv_inputs, pooled_activations
+from bitswarm.models.finn_support import FINN_BITS, padded_conv_inputs
 from bitswarm.search.api import SEARCHERS, build_space, make_searcher
 from bitswarm.search.bbpso import BBPSOSettings, random_position
 from bitswarm.search.space import Space
@@ -20,14 +20,18 @@ def _user_cnn():
     return get_model(f"{FIX}/byom_cnn.py:build", dataset="cifar10")
 
 
-def test_finn_space_is_1_to_8_bits_with_no_1_bit_activation_before_a_padded_conv_or_a_maxpool():
-    entry = get_model("smallcnn")
+@pytest.mark.parametrize("model, padded", [("smallcnn", {"input_quant", "conv0", "conv1"}),
+                                           ("cnv", {"input_quant"}), ("tfc", {"input_quant"})])
+def test_finn_space_is_1_to_8_bits_with_no_1_bit_activation_before_a_padded_conv(model, padded):
+    entry = get_model(model)
     space = build_space(entry, load_board("pynq-z2"), "finn")
-    padded = padded_conv_inputs(entry) | pooled_activations(entry) | {"input_quant"}
-    assert padded >= {"input_quant", "conv0", "conv2"}
+    assert padded_conv_inputs(entry) | {"input_quant"} == padded
     for (name, kind), choice in zip(space.variables, space.choices, strict=True):
         assert set(choice) <= set(FINN_BITS)
         assert (1 in choice) == (not (kind == "a" and name in padded)), (name, kind, choice)
+
+
+def test_finn_space_on_a_cpu_board_keeps_to_finn_bits():
     host = build_space(get_model("tfc"), load_board("host"), "finn")  # host's 16/32 are not FINN's
     assert host.candidates == FINN_BITS
 
