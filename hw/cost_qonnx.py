@@ -18,10 +18,25 @@ from bitswarm.models import BitConfig, ZooEntry
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 
 
+def unit_scale_bipolar(model):
+    """``model`` with every ``BipolarQuant`` scale set to 1. QONNX types a BipolarQuant output BIPOLAR only
+    at unit scale (FLOAT32 otherwise: it has no scaled-bipolar type, unlike ``Quant``'s SCALEDINT), so its
+    inference cost counted a 1-bit weight or activation as 32 bits. The cost counts bits, not values."""
+    import numpy as np
+
+    for node in model.get_nodes_by_op_type("BipolarQuant"):
+        scale = model.get_initializer(node.input[1])
+        if scale is not None:
+            model.set_initializer(node.input[1], np.ones_like(scale))
+    return model
+
+
 def qonnx_inference_cost(onnx_path: str | Path) -> dict:
+    from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.util.inference_cost import inference_cost
 
-    return inference_cost(str(onnx_path), output_json=None, output_onnx=None, preprocess=True,
+    model = unit_scale_bipolar(ModelWrapper(str(onnx_path)))
+    return inference_cost(model, output_json=None, output_onnx=None, preprocess=True,
                           discount_sparsity=False, cost_breakdown=True)
 
 

@@ -18,6 +18,17 @@ def test_qonnx_inference_cost_tracks_bits():
     assert Constraint("bops", high["bops"]).violation(low) == 0.0
 
 
+@pytest.mark.parametrize("w, a", [(1, 1), (1, 2), (2, 1)])
+def test_qonnx_counts_1_bit_weights_as_1_bit(w, a):
+    from bitswarm.hw.cost_bitops import bit_metrics
+
+    e, board = get_model("tfc"), load_board("pynq-z2")
+    bits = e.uniform_bits(w, a)
+    cost = get_cost_model("qonnx")(e, bits, board)
+    exact = bit_metrics(e, bits)
+    assert cost["weight_bits"] == exact["weight_bits"] and cost["bops"] == exact["bops"]
+
+
 def test_unknown_cost_model_lists_registered():
     with pytest.raises(ConfigError, match=r"unknown cost model 'nope'; allowed: .*qonnx"):
         get_cost_model("nope")
