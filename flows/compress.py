@@ -24,10 +24,11 @@ class CompressConfig:
     data_dir: str | None = None
     seed: int = 0
     candidates: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8, 32)
-    prune: dict | None = None  # {"k": 40, "dvar": 500, "ft_epochs": 1, "ft_max_train": 10000}
+    # each stage's options; what is left out takes the stage's defaults (search/compress/stages.py), as its command does
+    prune: dict | None = None  # {"k": 40, "dvar": 500, "ft_epochs": 1, ...}: stages.PRUNE_DEFAULTS
     search: dict | None = None  # {"algo": "bbpso-q", "max_avg_bits": 4, "particles": 6, "iters": 4, ...}
-    cluster: dict | None = None  # {"sparsity": 0.3, "init": "pso", "step": "max"}
-    finetune: dict | None = None  # {"method": "evo" | "eda-cc", "generations": 40, "fitness_samples": 2000, ...}
+    cluster: dict | None = None  # {"sparsity": 0.3, "init": "pso", "step": "max"}: stages.CLUSTER_DEFAULTS
+    finetune: dict | None = None  # {"method": "evo" | "eda-cc", "generations": 40, ...}: stages.FINETUNE_DEFAULTS
     env: object = field(default=None)
 
 
@@ -63,16 +64,15 @@ def _data(cfg: CompressConfig, arch: dict):
 def step_prune(state: State, cfg: CompressConfig) -> State:
     if cfg.prune is None:
         return state
-    from bitswarm.search.compress import ocnna
-    from bitswarm.train import Recipe, evaluate, train
+    from bitswarm.search.compress.stages import prune_stage
+    from bitswarm.train import evaluate
 
-    p, r = cfg.prune, _load(state)
+    r = _load(state)
     data = _data(cfg, r.arch)
-    res = ocnna.ocnna(r.model, r.arch["model"], data.train.subset(p.get("dvar", 500)), p.get("k", 40))
-    recipe = Recipe(epochs=p.get("ft_epochs", 1), lr=5e-4, max_train=p.get("ft_max_train", 10000))
-    if recipe.epochs:
-        train(r.model, data, recipe, cfg.seed, None, progress=False)
-    meta = {"method": "prune-ocnna", "rpr": res.rpr, "val_after": evaluate(r.model, data.val), **p}
+    pruned = prune_stage(r.model, r.arch["model"], data, cfg.prune, cfg.seed)
+    res = pruned.result
+    meta = {"method": "prune-ocnna", "rpr": res.rpr, "val_pruned": pruned.val_pruned,
+            "val_after": evaluate(r.model, data.val), **pruned.options}
     return {**_save(state, "prune", r.model, r.bits, {**r.arch, "keep": res.keep}, meta), "rpr": res.rpr}
 
 
@@ -101,23 +101,22 @@ def step_search(state: State, cfg: CompressConfig) -> State:
 def step_cluster(state: State, cfg: CompressConfig) -> State:
     if cfg.cluster is None:
         return state
-    from bitswarm.search.compress import pso_kmeans
+    from bitswarm.search.compress.stages import cluster_stage
 
-    c, r = cfg.cluster, _load(state)
-    pso_kmeans.cluster_model(r.model, c.get("sparsity", 0.3), c.get("init", "pso"), cfg.seed,
-                             step=c.get("step", "max"))
-    return _save(state, "cluster", r.model, r.bits, r.arch, {"method": "cluster", **c})
+    r = _load(state)
+    _, opts = cluster_stage(r.model, cfg.cluster, cfg.seed)
+    return _save(state, "cluster", r.model, r.bits, r.arch, {"method": "cluster", **opts})
 
 
 def step_finetune(state: State, cfg: CompressConfig) -> State:
     if cfg.finetune is None:
         return state
-    from bitswarm.search.compress.stages import finetune_codes
+    from bitswarm.search.compress.stages import FINETUNE_DEFAULTS, finetune_codes
 
-    f, r = cfg.finetune, _load(state)
+    f, r = {**FINETUNE_DEFAULTS, **cfg.finetune}, _load(state)
     method = f.get("method", "evo")
-    split = getattr(_data(cfg, r.arch), f.get("fitness_split", "val"))
-    res, params = finetune_codes(r.model, split, method, f.get("fitness_samples", 2000), cfg.seed, f)
+    split = getattr(_data(cfg, r.arch), f["fitness_split"])
+    res, params = finetune_codes(r.model, split, method, f["fitness_samples"], cfg.seed, f)
     return _save(state, "finetune", r.model, r.bits, r.arch,
                  {**f, "method": f"finetune-{method}", "fitness": [res.start_fitness, res.best_fitness],
                   "params": params})

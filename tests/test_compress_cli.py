@@ -96,3 +96,14 @@ def test_prune_then_search_bits_then_finetune_then_export(tiny_mnist_dir, cache)
 
     assert BitConfig.load(tuned / "bits.yaml").to_dict() == BitConfig.load(winner / "bits.yaml").to_dict()
     assert (tuned / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("command, defaults", [("prune", "PRUNE_DEFAULTS"), ("cluster", "CLUSTER_DEFAULTS"),
+                                               ("finetune", "FINETUNE_DEFAULTS")])
+def test_each_command_takes_its_stage_defaults_as_the_flow_does(command, defaults):
+    """One set of defaults per compression stage: the command's flags and the flow's step read the same."""
+    from bitswarm.cli import build_parser
+    from bitswarm.search.compress import stages
+
+    args = vars(build_parser().parse_args([command, "--out", "x"]))
+    assert {k: args[k] for k in getattr(stages, defaults)} == getattr(stages, defaults)

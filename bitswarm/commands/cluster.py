@@ -9,7 +9,7 @@ from bitswarm.commands.core import add_common, add_start_options
 
 def cmd_cluster(args) -> int:
     from bitswarm.env import read_environment
-    from bitswarm.search.compress import pso_kmeans, stages
+    from bitswarm.search.compress import stages
     from bitswarm.train import evaluate
 
     start = stages.start_from_args(args, read_environment())
@@ -17,10 +17,7 @@ def cmd_cluster(args) -> int:
     val0 = evaluate(model, data.val)
     print(f"start: {start.description}: val {val0:.2%}")
     t0 = time.time()
-    res = pso_kmeans.cluster_model(model, args.sparsity, args.init, args.seed, args.clusters, step=args.step)
-    if not res:
-        print("bitswarm: error: no integer-quantized weight layer to cluster (bits 2..16 needed)")
-        return 2
+    res, _ = stages.cluster_stage(model, {k: getattr(args, k) for k in stages.CLUSTER_DEFAULTS}, args.seed)
     for name, r in res.items():
         print(f"  {name:<10} k={r.centroids.size:<3} delta={r.delta:.4g}  zeros {r.sparsity:.1%}  "
               f"k-means MSE {r.inertia:.3g}")
@@ -35,6 +32,8 @@ def cmd_cluster(args) -> int:
 
 
 def register(sub) -> None:
+    from bitswarm.search.compress.stages import CLUSTER_DEFAULTS as D
+
     sp = sub.add_parser("cluster", help="pruning + PSO-initialised k-means + fixed-point weights",
                         description="Per layer: prune the smallest weights, cluster the rest into 2^b centroids "
                                     "(k-means started from PSO, random or k-means++ centroids), convert to b-bit "
@@ -45,10 +44,12 @@ def register(sub) -> None:
                     help="start: ptq (default: float weights, calibrated activations), qat, or an output dir")
     sp.add_argument("--out", required=True, help="output directory")
     add_start_options(sp)
-    sp.add_argument("--sparsity", type=float, default=0.3, help="share of weights pruned per layer (default 0.3)")
-    sp.add_argument("--init", choices=("pso", "random", "kmeans++"), default="pso", help="initial centroids")
-    sp.add_argument("--clusters", type=int, default=None, help="clusters per layer (default 2^bits)")
-    sp.add_argument("--step", choices=("max", "mse"), default="max",
+    sp.add_argument("--sparsity", type=float, default=D["sparsity"],
+                    help=f"share of weights pruned per layer (default {D['sparsity']:g})")
+    sp.add_argument("--init", choices=("pso", "random", "kmeans++"), default=D["init"],
+                    help=f"initial centroids (default {D['init']})")
+    sp.add_argument("--clusters", type=int, default=D["clusters"], help="clusters per layer (default 2^bits)")
+    sp.add_argument("--step", choices=("max", "mse"), default=D["step"],
                     help="fixed-point step: max|c|/qmax (default) or least-squared-error")
     sp.add_argument("--export", action="store_true", help="also write a verified QONNX export (model.onnx)")
     sp.set_defaults(fn=cmd_cluster)

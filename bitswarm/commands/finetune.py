@@ -18,7 +18,7 @@ def cmd_finetune(args) -> int:
     test0, val0 = evaluate(model, data.test), evaluate(model, data.val)
     print(f"start: {start.description}: val {val0:.2%}  test {test0:.2%}")
     t0 = time.time()
-    opts = {k: getattr(args, k) for k in stages.FINETUNE_DEFAULTS}
+    opts = {k: getattr(args, k) for k in stages.FINETUNE_DEFAULTS}  # the stage's options, as the flow passes them
     res, params = stages.finetune_codes(model, split, args.method, args.fitness_samples, args.seed, opts, progress=True)
     val1, test1 = evaluate(model, data.val), evaluate(model, data.test)
     print(f"{args.method}: fitness ({args.fitness_split}[:{args.fitness_samples}]) "
@@ -34,6 +34,8 @@ def cmd_finetune(args) -> int:
 
 
 def register(sub) -> None:
+    from bitswarm.search.compress.stages import FINETUNE_DEFAULTS as D
+
     sp = sub.add_parser("finetune", help="gradient-free fine-tuning of quantized weights (evo, EDA+CC)",
                         description="Search the integer weight codes of a quantized model without gradients: "
                                     "'evo' = evolution strategy moving a small share of weights to neighbouring "
@@ -48,15 +50,20 @@ def register(sub) -> None:
                          "prune/cluster/finetune")
     sp.add_argument("--out", required=True, help="output directory")
     add_start_options(sp)
-    sp.add_argument("--fitness-split", choices=("val", "train"), default="val",
-                    help="split the fitness is measured on (never test); default val")
-    sp.add_argument("--fitness-samples", type=int, default=2000, help="fitness subset size (default 2000)")
-    sp.add_argument("--generations", type=int, default=40,
-                    help="evo: generations; eda-cc: generations between regroupings (default 40)")
-    sp.add_argument("--pop", type=int, default=8, help="evo: children per generation; eda-cc: population S")
-    sp.add_argument("--mu", type=int, default=4, help="evo: parents kept (default 4)")
-    sp.add_argument("--rate", type=float, default=0.002, help="evo: share of weights moved per child")
-    sp.add_argument("--radius", type=int, default=1, help="evo: max levels from nearest rounding")
-    sp.add_argument("--budget", type=positive_int, default=1000, help="eda-cc: fitness evaluations (default 1000)")
+    sp.add_argument("--fitness-split", choices=("val", "train"), default=D["fitness_split"],
+                    help=f"split the fitness is measured on (never test); default {D['fitness_split']}")
+    sp.add_argument("--fitness-samples", type=int, default=D["fitness_samples"],
+                    help=f"fitness subset size (default {D['fitness_samples']})")
+    sp.add_argument("--generations", type=int, default=D["generations"],
+                    help=f"evo: generations; eda-cc: generations between regroupings (default {D['generations']})")
+    sp.add_argument("--pop", type=int, default=D["pop"],
+                    help=f"evo: children per generation; eda-cc: population S (default {D['pop']})")
+    sp.add_argument("--mu", type=int, default=D["mu"], help=f"evo: parents kept (default {D['mu']})")
+    sp.add_argument("--rate", type=float, default=D["rate"],
+                    help=f"evo: share of weights moved per child (default {D['rate']:g})")
+    sp.add_argument("--radius", type=int, default=D["radius"],
+                    help=f"evo: max levels from nearest rounding (default {D['radius']})")
+    sp.add_argument("--budget", type=positive_int, default=D["budget"],
+                    help=f"eda-cc: fitness evaluations (default {D['budget']})")
     sp.add_argument("--export", action="store_true", help="also write a verified QONNX export (model.onnx)")
     sp.set_defaults(fn=cmd_finetune)

@@ -10,9 +10,10 @@ from bitswarm.commands.core import add_common, add_start_options
 def cmd_prune(args) -> int:
     from bitswarm.env import read_environment
     from bitswarm.errors import ConfigError
-    from bitswarm.search.compress import ocnna, stages
-    from bitswarm.train import Recipe, evaluate, train
+    from bitswarm.search.compress import stages
+    from bitswarm.train import evaluate
 
+    opts = {k: getattr(args, k) for k in stages.PRUNE_DEFAULTS}
     if not 0 <= args.k < 100:
         raise ConfigError("--k", "k", f"{args.k} is not a percentile", "0 <= k < 100")
     start = stages.start_from_args(args, read_environment())
@@ -21,16 +22,13 @@ def cmd_prune(args) -> int:
     model, data = start.model, start.data
     val0 = evaluate(model, data.val)
     t0 = time.time()
-    res = ocnna.ocnna(model, start.arch["model"], data.train.subset(args.dvar), args.k, args.workers)
-    t_score = time.time() - t0
-    val_pruned = evaluate(model, data.val)
+    pruned = stages.prune_stage(model, start.arch["model"], data, opts, args.seed, progress=True)
+    res, val_pruned = pruned.result, pruned.val_pruned
     for c, idx in res.keep.items():
         print(f"  {c:<8} keeps {len(idx):>4} / {len(res.importance[c])} filters")
-    print(f"OCNNA k={args.k:g} on {args.dvar} D_var images ({t_score:.1f} s): RPR (Eq. 7) {res.rpr:.2%} "
-          f"({res.params_after:,} / {res.params_before:,} params); val {val0:.2%} -> {val_pruned:.2%}")
-    if args.ft_epochs > 0:
-        recipe = Recipe(epochs=args.ft_epochs, lr=args.ft_lr, batch_size=128, max_train=args.ft_max_train)
-        train(model, data, recipe, args.seed, None, progress=True, desc="fine-tune")
+    print(f"OCNNA k={args.k:g} on {args.dvar} D_var images, then fine-tune ({time.time() - t0:.1f} s): "
+          f"RPR (Eq. 7) {res.rpr:.2%} ({res.params_after:,} / {res.params_before:,} params); "
+          f"val {val0:.2%} -> {val_pruned:.2%} pruned")
     val1, test1 = evaluate(model, data.val), evaluate(model, data.test)
     print(f"after fine-tune ({args.ft_epochs} epochs): val {val1:.2%}  test {test1:.2%}")
     arch = {**start.arch, "keep": res.keep}
@@ -43,6 +41,8 @@ def cmd_prune(args) -> int:
 
 
 def register(sub) -> None:
+    from bitswarm.search.compress.stages import PRUNE_DEFAULTS as D
+
     sp = sub.add_parser("prune", help="OCNNA filter pruning (cnv, smallcnn, cifar-smallcnn, resnet*) with fine-tuning",
                         description="Rank each conv layer's filters by OCNNA importance (PCA 95%% -> Frobenius "
                                     "norm -> coefficient of variation over D_var images), keep those at or above "
@@ -51,16 +51,20 @@ def register(sub) -> None:
     add_common(sp)
     sp.set_defaults(model="smallcnn")
     sp.add_argument("--method", choices=("ocnna",), default="ocnna")
-    sp.add_argument("--k", type=float, default=40.0, help="percentile of significance (default 40)")
+    sp.add_argument("--k", type=float, default=D["k"], help=f"percentile of significance (default {D['k']:g})")
     sp.add_argument("--bits", default="default", help="bit config for --from ptq/qat (default 'default')")
     sp.add_argument("--from", dest="source", default="qat",
                     help="start: float, ptq, qat (default), or an output dir of cluster/finetune")
     sp.add_argument("--out", required=True, help="output directory")
     add_start_options(sp)
-    sp.add_argument("--dvar", type=int, default=500, help="D_var: number of training images scored (default 500)")
-    sp.add_argument("--workers", type=int, default=2, help="threads scoring filters in parallel (default 2)")
-    sp.add_argument("--ft-epochs", type=int, default=1, help="fine-tune epochs after pruning (default 1)")
-    sp.add_argument("--ft-lr", type=float, default=5e-4, help="fine-tune learning rate (default 5e-4)")
-    sp.add_argument("--ft-max-train", type=int, default=20000, help="fine-tune on the first N training images")
+    sp.add_argument("--dvar", type=int, default=D["dvar"],
+                    help=f"D_var: number of training images scored (default {D['dvar']})")
+    sp.add_argument("--workers", type=int, default=D["workers"],
+                    help=f"threads scoring filters in parallel (default {D['workers']})")
+    sp.add_argument("--ft-epochs", type=int, default=D["ft_epochs"],
+                    help=f"fine-tune epochs after pruning (default {D['ft_epochs']})")
+    sp.add_argument("--ft-lr", type=float, default=D["ft_lr"], help=f"fine-tune learning rate (default {D['ft_lr']:g})")
+    sp.add_argument("--ft-max-train", type=int, default=D["ft_max_train"],
+                    help=f"fine-tune on the first N training images (default {D['ft_max_train']})")
     sp.add_argument("--export", action="store_true", help="also write a verified QONNX export (model.onnx)")
     sp.set_defaults(fn=cmd_prune)

@@ -74,7 +74,47 @@ def write_output(args, model: nn.Module, bits: BitConfig, arch: dict, meta: dict
     return out
 
 
-FINETUNE_DEFAULTS = {"generations": 40, "pop": 8, "mu": 4, "rate": 0.002, "radius": 1, "budget": 1000}
+# One set of defaults per stage, read by its command's flags and by the compression flow's step
+PRUNE_DEFAULTS = {"k": 40.0, "dvar": 500, "workers": 2, "ft_epochs": 1, "ft_lr": 5e-4, "ft_max_train": 20000}
+CLUSTER_DEFAULTS = {"sparsity": 0.3, "init": "pso", "clusters": None, "step": "max"}
+FINETUNE_DEFAULTS = {"generations": 40, "pop": 8, "mu": 4, "rate": 0.002, "radius": 1, "budget": 1000,
+                     "fitness_split": "val", "fitness_samples": 2000}
+
+
+@dataclass(frozen=True)
+class Pruned:
+    result: object  # ocnna.OcnnaResult
+    val_pruned: float  # validation accuracy right after pruning, before the fine-tune
+    options: dict
+
+
+def prune_stage(model: nn.Module, model_name: str, data: Dataset, opts: dict | None, seed: int,
+                progress: bool = False) -> Pruned:
+    """OCNNA filter pruning of ``model`` in place, then its short fine-tune (:data:`PRUNE_DEFAULTS`)."""
+    from bitswarm.search.compress import ocnna
+    from bitswarm.train import Recipe, evaluate, train
+
+    o = {**PRUNE_DEFAULTS, **(opts or {})}
+    if not 0 <= o["k"] < 100:
+        raise ConfigError("--k", "k", f"{o['k']} is not a percentile", "0 <= k < 100")
+    res = ocnna.ocnna(model, model_name, data.train.subset(o["dvar"]), o["k"], o["workers"])
+    val_pruned = evaluate(model, data.val)
+    if o["ft_epochs"] > 0:
+        recipe = Recipe(epochs=o["ft_epochs"], lr=o["ft_lr"], batch_size=128, max_train=o["ft_max_train"])
+        train(model, data, recipe, seed, None, progress=progress, desc="fine-tune")
+    return Pruned(res, val_pruned, o)
+
+
+def cluster_stage(model: nn.Module, opts: dict | None, seed: int) -> tuple[dict, dict]:
+    """Magnitude pruning + PSO-initialised k-means + fixed point, per layer, in place
+    (:data:`CLUSTER_DEFAULTS`); returns (per-layer results, the options used)."""
+    from bitswarm.search.compress import pso_kmeans
+
+    o = {**CLUSTER_DEFAULTS, **(opts or {})}
+    res = pso_kmeans.cluster_model(model, o["sparsity"], o["init"], seed, o["clusters"], step=o["step"])
+    if not res:
+        raise ConfigError("--bits", "bits", "no integer-quantized weight layer to cluster", "weights of 2..16 bits")
+    return res, o
 
 
 def finetune_codes(model: nn.Module, split, method: str, n_fit: int | None, seed: int, opts: dict | None = None,
