@@ -35,6 +35,25 @@ from bitswarm.env import Environment
 from bitswarm.flows.steps import State, Step, StepError, run_flow
 
 
+class RunMemo:
+    """What one deploy run loads once and its steps share (the model entry and its dataset, read and
+    hashed once instead of once per step). It lives as long as the run's config; nothing is on disk."""
+
+    def __init__(self) -> None:
+        self._items: dict = {}
+
+    def has(self, key) -> bool:
+        return key in self._items
+
+    def get(self, key, make):
+        if key not in self._items:
+            self._items[key] = make()
+        return self._items[key]
+
+    def __repr__(self) -> str:  # not part of what a deploy's result depends on (config_digest)
+        return "RunMemo()"
+
+
 @dataclass(frozen=True)
 class DeployConfig:
     board: Board
@@ -55,6 +74,7 @@ class DeployConfig:
     tvm: bool = True
     verify_samples: int | None = None  # test images FINN's graphs are verified on (0: none; None: the profile's)
     target_fps: int | None = None  # FINN's folding target (None: the model's deploy profile, 10,000 for TFC)
+    memo: RunMemo = field(default_factory=RunMemo, compare=False, repr=False)
 
     def profile(self):
         from bitswarm.flows.deploy_search import profile_for
@@ -69,10 +89,18 @@ class DeployConfig:
 
 
 def _entry_and_data(cfg: DeployConfig, bits_spec: str | None = None):
-    from bitswarm.workflow import resolve_model_and_data
+    """The model entry, its dataset (loaded once per run: ``cfg.memo``) and, with ``bits_spec``, its bits
+    (validated before any data is read)."""
+    from bitswarm.workflow import parse_bits, resolve_model_and_data
 
-    return resolve_model_and_data(cfg.model, cfg.dataset, cfg.data_dir, cfg.env, cfg.weights, bits_spec,
-                                  cfg.board.bit_candidates + (32,))
+    candidates = cfg.board.bit_candidates + (32,)
+    if cfg.memo.has("entry-data"):
+        entry, data = cfg.memo.get("entry-data", None)
+        return entry, data, parse_bits(bits_spec, entry, candidates) if bits_spec else None
+    entry, data, bits = resolve_model_and_data(cfg.model, cfg.dataset, cfg.data_dir, cfg.env, cfg.weights,
+                                               bits_spec, candidates)
+    cfg.memo.get("entry-data", lambda: (entry, data))
+    return entry, data, bits
 
 
 def _pkg(state: State) -> Path:

@@ -76,8 +76,14 @@ def _cfg(tmp_path, data_dir, **kw):
     return D.DeployConfig(**{**base, **kw})
 
 
-def test_deploy_builds_a_complete_package(tmp_path, tiny_mnist_dir, doubles):
+def test_deploy_builds_a_complete_package(tmp_path, tiny_mnist_dir, doubles, monkeypatch):
+    import bitswarm.workflow as W
+
+    loads = []
+    real = W.load_dataset
+    monkeypatch.setattr(W, "load_dataset", lambda *a: loads.append(a) or real(*a))
     pkg = D.deploy(_cfg(tmp_path, tiny_mnist_dir))
+    assert len(loads) == 1  # the dataset is read (and hashed) once per deploy, not once per step
     assert pkg == tmp_path / "deploy" / "pynq-z2" / "r1"
     for f in ("bits.yaml", "model.qonnx.onnx", "finn/estimate.json", "tvm-pynq-z2/model.so", "tvm-host/model.so",
               "runner/tvm_runner.py", "summary.json", "report.html", "report.md", "report.json", "manifest.json"):
