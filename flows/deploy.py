@@ -114,9 +114,10 @@ def step_bits(state: State, cfg: DeployConfig) -> State:
         entry, _, bits = _entry_and_data(cfg, cfg.bits_file)
         search = None
     else:
-        from bitswarm.flows.deploy_search import search_bits
+        from bitswarm.flows.deploy_search import run_small_search
 
-        bits, search = search_bits(cfg, _pkg(state))
+        entry, data, _ = _entry_and_data(cfg)
+        bits, search = run_small_search(cfg, entry, data, _pkg(state))
     bits.save(_pkg(state) / "bits.yaml")
     return {**state, "bits": bits.to_dict()["layers"], "search": search}
 

@@ -38,20 +38,12 @@ def profile_for(model: str) -> DeployProfile:
     return PROFILES.get(model, DeployProfile())
 
 
-def search_bits(cfg, pkg: Path):
-    """Return ``(BitConfig, search summary dict | None)``."""
-    from bitswarm.workflow import resolve_model_and_data
-
-    entry, _, _ = resolve_model_and_data(cfg.model, cfg.dataset, cfg.data_dir, cfg.env, cfg.weights)
-    return run_small_search(cfg, entry, pkg)
-
-
-def run_small_search(cfg, entry: ZooEntry, pkg: Path):
-    """The deploy flow's search: a small budget under the board's default constraint."""
+def run_small_search(cfg, entry: ZooEntry, data, pkg: Path):
+    """The deploy flow's search: a small budget under the board's default constraint. Returns
+    ``(BitConfig, search summary dict)``."""
     from bitswarm.models import BitConfig
-    from bitswarm.workflow import fp_recipe, resolve_model_and_data, scaled, train_float
+    from bitswarm.workflow import fp_recipe, scaled, train_float
 
-    _, data, _ = resolve_model_and_data(cfg.model, cfg.dataset, cfg.data_dir, cfg.env, cfg.weights)
     recipe = scaled(fp_recipe(entry.dataset, entry.name), cfg.fp_epochs)
     fp = train_float(entry, data, cfg.seed, recipe, cfg.env, progress=True)
     opts, prof = cfg.search, cfg.profile()

@@ -150,9 +150,14 @@ def test_deploy_a_qonnx_file_without_search(tmp_path, tiny_mnist_dir, doubles):
     assert summary["bits"] is None and summary["finn"]["total"]["lut"] > 0 and (pkg / "report.html").exists()
 
 
-def test_deploy_with_small_search(tmp_path, tiny_mnist_dir, doubles):
+def test_deploy_with_small_search(tmp_path, tiny_mnist_dir, doubles, monkeypatch):
+    import bitswarm.workflow as W
+
+    loads, real = [], W.load_dataset
+    monkeypatch.setattr(W, "load_dataset", lambda *a: loads.append(a) or real(*a))
     cfg = _cfg(tmp_path, tiny_mnist_dir, bits_file=None, search={"particles": 3, "iters": 1, "eval_train": 500})
     pkg = D.deploy(cfg)
+    assert len(loads) == 1  # the search step shares the run's dataset too
     summary = json.loads((pkg / "summary.json").read_text())
     assert summary["search"]["history"] and len(summary["search"]["evaluations"]) >= 3
     assert (pkg / "search" / "journal.sqlite").exists() and (pkg / "bits.yaml").exists()
