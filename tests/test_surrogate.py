@@ -31,7 +31,8 @@ def fake_finn(entry, bits, board, cache_dir=None, target_fps=10000) -> Cost:
         rtl = b.a is None and b.w >= 4 and stream >= 4
         simd = 8 if i == 0 else 2
         lut = 0 if rtl else 300 + 1.1 * simd * (b.w + stream) * 3 + (2 ** (b.a or 0)) * 2
-        layers.append(LayerCost(s.name, {"lut": float(int(lut)), "bram18": float(math.ceil(b.w * s.params / 18432)),
+        stored = b.w if b.w > 1 or stream == 1 else 2  # finn-plus: a 1-bit weight is 2 bits unless XNOR (1-bit in)
+        layers.append(LayerCost(s.name, {"lut": float(int(lut)), "bram18": float(math.ceil(stored * s.params / 18432)),
                                          "dsp": float(rtl), "cycles": float(s.params // simd)}))
         folding[f"MVAU_{'rtl' if rtl else 'hls'}_{i}"] = {"PE": 1, "SIMD": simd}
         stream = b.a or stream
@@ -73,6 +74,28 @@ def test_fit_reports_held_out_error_and_round_trips(fake, tmp_path):
     assert many["lut"][0] == pytest.approx(cost["lut"]) and len(many["bops"]) == 20
     for q in ("bops", "weight_bits", "weight_avg_bits"):
         assert many[q] == pytest.approx([bit_metrics(entry, b)[q] for b, _ in test])
+
+
+def test_calibration_covers_the_low_bit_corner_where_finn_takes_its_xnor_path(fake, tmp_path):
+    """Uniform draws rarely put a 1-bit weight behind a 1-bit activation; the low-bit stratum does, and
+    the surrogate then gets FINN's XNOR weight memory right at the corner where budgets bind."""
+    entry, board = get_model("tfc"), load_board("pynq-z2")
+    train, test = cal.split_configs(entry, cal.surrogate_candidates(board), 40, 12, 0)
+    lowest = train[0]
+    assert all(b.w in (1, None) and b.a in (1, 2, None) for _, b in lowest.layers)
+    assert lowest["input_quant"].a == 2 and lowest["fc1"].a == 1  # the input keeps >= 2 bits in FINN's space
+    choices = dict(zip(variables(entry), cal.surrogate_choices(entry, cal.surrogate_candidates(board)), strict=True))
+
+    def is_low(c):
+        return all(getattr(c[name], kind) in cands[:2] for (name, kind), cands in choices.items())
+
+    assert [is_low(c) for c in test] == [False] * 9 + [True] * 3 and is_low(lowest)
+    sur, _ = cal.calibrate(entry, board, tmp_path, n_train=40, n_test=12, seed=0)
+    assert "test_low" in sur.error and sur.error["n_test_low"] == 3
+    xnor = BitConfig.from_dict({"layers": {**lowest.to_dict()["layers"], "fc3": {"w": 2}}})
+    for bits in (lowest, xnor):
+        truth = fake_finn(entry, bits, board)
+        assert sur.predict_many(encode(entry, [bits]))["bram18"][0] == pytest.approx(truth["bram18"]), bits.short()
 
 
 def test_default_path_missing_and_mismatched_files_are_config_errors(fake, tmp_path):
@@ -362,3 +385,19 @@ def test_the_shipped_cnv_calibration_serves_a_3000_fps_search_and_matches_finn(t
         assert c["lut"] == pytest.approx(ref["lut"], rel=0.01) and c["bram18"] == pytest.approx(ref["bram18"], abs=2)
     with pytest.raises(ConfigError, match="fps:10000"):  # no calibration at another folding
         _calibrated_board(entry, board, env, SearchSpec(cost="surrogate", constraints=(), target_fps=10000))
+
+
+def test_shipped_cnv_surrogate_reproduces_finn_at_finns_own_designs():
+    """FINN's uniform designs sit in the low-bit corner where the XNOR path halves weight memory; the
+    shipped surrogate must give their recorded finn-plus estimates (a search 'within w1a1's resources'
+    is refused otherwise), BRAM18 exactly."""
+    from bitswarm.hw.cost_surrogate import SHIPPED_DIR, SurrogateCost
+    from bitswarm.models import FINN_DESIGNS
+
+    recorded = json.loads((Path(__file__).parents[1] / "bench/results/cnv-uniform/estimates-3000fps.json").read_text())
+    entry, board = get_model("cnv"), load_board("pynq-z2")
+    cost = SurrogateCost(SHIPPED_DIR / "cnv-pynq-z2-fps3000.json", target_fps=3000)
+    for w, a in FINN_DESIGNS:
+        got, want = cost(entry, entry.finn_design_bits(w, a), board), recorded[f"w{w}a{a}"]
+        assert got["bram18"] == pytest.approx(want["bram18"], abs=0.01), (w, a)
+        assert got["lut"] == pytest.approx(want["lut"], rel=0.01), (w, a)

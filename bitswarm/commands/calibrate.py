@@ -1,8 +1,9 @@
 """`bitswarm calibrate`: fit the FINN surrogate (``--cost surrogate``) to FINN estimates of the model at hand.
 
-Runs finn-plus' estimate on ``--train`` + ``--test`` random configurations (cached on disk), fits
-the per-layer tables on the training ones and always reports the error on the held-out ones
-(also stored in the file). ``--measured`` adds a correction to measured (post-synthesis) figures.
+Runs finn-plus' estimate on ``--train`` + ``--test`` random configurations (cached on disk; one in
+four from the low-bit corner, where FINN budgets bind), fits the per-layer tables on the training ones
+and always reports the error on the held-out ones (also stored in the file). ``--measured`` adds a
+correction to measured (post-synthesis) figures.
 A user model (``--model file.py:fn``) needs only its input shape (``--input-shape C,H,W``, or a
 ``--dataset`` that implies it): calibration reads no data.
 """
@@ -21,6 +22,9 @@ def report(sur) -> list[str]:
     e = sur.error
     lines = [f"held-out error on {e['n_test']} configurations not used for fitting (fit on {e['n_train']}):"]
     lines += [_fmt(q, s) for q, s in e["test"].items()]
+    if e.get("test_low"):
+        lines.append(f"of which the {e['n_test_low']} low-bit ones (each variable at one of its two lowest bits):")
+        lines += [_fmt(q, s) for q, s in e["test_low"].items()]
     return lines
 
 
