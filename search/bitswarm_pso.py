@@ -8,7 +8,7 @@ What the TFC benchmark showed about the faithful BBPSO-Quantizer (docs/SEARCH.md
   initial swarm is then infeasible or pays with 1-2-bit layers elsewhere.
 * Eq. 7's two ``ceil`` terms push every move up by about one candidate, toward infeasibility.
 
-The variant changes exactly those three things and keeps the rest (memory, local search, Deb's rule):
+The variant changes exactly these things and keeps the rest (memory, local search every gamma, Deb's rule):
 
 1. **Importance per weight**: the Eq. 6 norm divided by ``sqrt(fan-in)`` (the filters' RMS weight), so
    a layer is not important merely for being wide (:func:`per_weight_norms`), mapped by Eq. 5 with a
@@ -23,6 +23,8 @@ The variant changes exactly those three things and keeps the rest (memory, local
 3. **Unbiased moves**: Kennedy's Gaussian around the mean of Pb and Gb (Eq. 2), rounded, in each
    variable's own index range, with a floor of 0.3 candidates on its spread: once Pb = Gb in a
    variable, plain Eq. 2 never moves it again, and the swarm collapses onto its start.
+4. **Trades as the local search** (:meth:`BitswarmPSO._perturb`): one variable up, the costliest others
+   down until the cost model says feasible, so the periodic local search moves along the budget's edge.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def cost_weights(entry: ZooEntry, variables: tuple[Variable, ...]) -> np.ndarray
 
 
 class BitswarmPSO(BBPSO):
-    """BBPSO-Quantizer with the three changes of the module docstring; ask/tell like :class:`BBPSO`."""
+    """BBPSO-Quantizer with the four changes of the module docstring; ask/tell like :class:`BBPSO`."""
 
     #: Eq. 5's range for the per-weight importance: 1 maps it to [0.27, 0.73] x beta (the paper's 4 gives
     #: [0.02, 0.98], which starts the least important layer at its lowest candidate whatever it costs)
@@ -99,6 +101,30 @@ class BitswarmPSO(BBPSO):
         take = rng.random(self.space.dim) < 0.5
         moved = rng.normal((pb + gb) / 2, np.maximum(np.abs(pb - gb), MIN_SPREAD))
         return self.space.clip(np.where(take, moved, pb))
+
+    def _perturb(self, i: int, rng) -> Position:
+        """The local search as a **trade**: one variable of Pb gains one candidate and, while the result
+        violates a constraint (the probe: cost only), the variable with the largest cost weight that can
+        still give up bits loses one (at most ``dim`` steps). A single raise from a point on the budget's
+        edge is almost always infeasible, so BBPSO's random local search wastes it; TFC's best region
+        (fc0's weights up, the input quantizer down: both multiply fc0's MACs) needs exactly this move."""
+        if self.probe is None:
+            return super()._perturb(i, rng)
+        new, highs = list(self.pb[i]), self.space.highs
+        up = [j for j in range(self.space.dim) if new[j] < highs[j]]
+        if not up:
+            return super()._perturb(i, rng)
+        j = int(rng.choice(up))
+        new[j] += 1
+        for _ in range(self.space.dim):
+            if self.probe(self.space.clip(new)) <= 0:
+                break
+            down = [k for k in range(self.space.dim) if k != j and new[k] > 0]
+            if not down:
+                break
+            k = max(down, key=lambda k: (self.exponents[k], rng.random()))
+            new[k] -= 1
+        return self.space.clip(new)
 
     def repair(self, pos: Position, exponents: np.ndarray | None = None) -> Position:
         """``pos`` if feasible (or no probe), else the feasible point of largest ``s`` found by bisection

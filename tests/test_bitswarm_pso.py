@@ -59,3 +59,27 @@ def test_repair_leaves_a_feasible_position_alone_and_falls_back_to_the_cheapest_
     assert s.repair((3,) * space.dim) == (3,) * space.dim
     s = BitswarmPSO(space, BBPSOSettings(), 0, probe=lambda pos: 1.0)
     assert s.repair((3,) * space.dim) == (0,) * space.dim
+
+
+def test_local_search_trades_bits_along_the_budget_edge():
+    """From a feasible Pb on the budget's edge, the local search raises one variable and takes the bits
+    from the costliest others until the cost model says feasible: every trade is feasible, and they do
+    move the costly variables (TFC's fc0 weights up with the input quantizer down is one such trade)."""
+    e, space = _tfc()
+    limit = 3.0
+
+    def probe(pos):
+        return max(0.0, bit_metrics(e, space.to_bits(pos))["avg_bits"] / limit - 1)
+
+    s = BitswarmPSO(space, BBPSOSettings(particles=4), 0, probe=probe, weights=cost_weights(e, space.variables))
+    v = {var: i for i, var in enumerate(space.variables)}
+    edge = [1] * space.dim  # 2 bits everywhere but a 5-bit input and 1-bit fc0 weights
+    edge[v[("input_quant", "a")]], edge[v[("fc0", "w")]] = 4, 0
+    s.pb = [tuple(edge)] * 4
+    raised = list(edge)
+    raised[v[("fc0", "w")]] = 1
+    assert probe(s.pb[0]) == 0 and probe(tuple(raised)) > 0  # on the edge: fc0.w cannot simply go up
+    trades = [s._perturb(0, np.random.default_rng(k)) for k in range(40)]
+    assert all(probe(t) == 0 for t in trades)
+    assert any(t[v[("fc0", "w")]] > 0 and t[v[("input_quant", "a")]] < 4 for t in trades)
+    assert len(set(trades)) > 5
