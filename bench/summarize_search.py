@@ -87,6 +87,29 @@ def convergence_plot(out: Path, algos: list[str], png: Path, title: str) -> None
     fig.savefig(png, dpi=110)
 
 
+def evaluations_to_reach(out: Path, algos: list[str], reference: str = "random") -> str:
+    """Per searcher, the trained evaluations each seed needs before its best feasible validation accuracy
+    reaches the median final best of ``reference`` (issue 16's yardstick); '>N' where it never does."""
+    def curve(h: Path):
+        return [(r["evaluations"], r["best_fitness"] if r["best_violation"] == 0 else -np.inf)
+                for r in json.loads(h.read_text())]
+
+    finals = [curve(h)[-1][1] for h in sorted(out.glob(f"{reference}-s*/history.json"))]
+    target = float(np.median(finals))
+    rows = [f"Trained evaluations to reach {reference}'s median final best ({target:.4f}):", "",
+            "| algo | median | per seed | reached |", "|---|---|---|---|"]
+    for algo in algos:
+        need = []
+        for h in sorted(out.glob(f"{algo}-s*/history.json"), key=lambda p: int(p.parent.name.rsplit("-s", 1)[1])):
+            c = curve(h)
+            need.append(next((ev for ev, best in c if best >= target), np.inf))
+        shown = [str(int(n)) if np.isfinite(n) else f">{curve(h)[-1][0]}" for n in need]
+        med = np.median(need)
+        rows.append(f"| {algo} | {int(med) if np.isfinite(med) else 'not reached'} | {' '.join(shown)} | "
+                    f"{sum(np.isfinite(need))}/{len(need)} |")
+    return "\n".join(rows)
+
+
 def _p(p: float) -> str:
     return "–" if np.isnan(p) else f"{p:.3g}"
 
@@ -98,3 +121,5 @@ if __name__ == "__main__":
         seeds = min(len(r) for r in load_runs(out, algos).values())
         convergence_plot(out, algos, Path(sys.argv[3]), f"{data}, {seeds} seeds, 2,000-image 1-epoch QAT")
     print(f"### {out} ({min(len(r) for r in load_runs(out, algos).values())} seeds)\n\n{table(out, algos)}")
+    if "random" in algos:
+        print(f"\n{evaluations_to_reach(out, algos)}")

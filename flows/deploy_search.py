@@ -25,13 +25,16 @@ class DeployProfile:
     budget: int | None = None  # trained evaluations of the search (None: particles x iterations)
     eval_train: int = 4000  # training images of each candidate's short fine-tune
     verify_samples: int = 1000  # test images FINN's graphs are checked on
+    algo: str = "bbpso-q"  # the searcher
 
 
 #: CNV on the PYNQ-Z2 (issue 15): FINN's cnv-w1a1 throughput target, the board's LUT and BRAM limits, the
 #: shipped surrogate (microseconds per cost; real FINN re-checks the winner in the build), and a verification
-#: subset that fits the time (FINN's CNV graphs run at ~0.35 s per image and level in Python).
+#: subset that fits the time (FINN's CNV graphs run at ~0.35 s per image and level in Python); bitswarm's
+#: searcher, whose repaired start is feasible where BBPSO-Quantizer's importance start finds nothing feasible
+#: under CNV's BRAM limit (BENCHMARKS.md, issue 15).
 PROFILES = {"cnv": DeployProfile(target_fps=3000, max_avg_bits=None, board_limits=("lut", "bram18"),
-                                 cost="surrogate", budget=24, eval_train=5000, verify_samples=200)}
+                                 cost="surrogate", budget=24, eval_train=5000, verify_samples=200, algo="bitswarm")}
 
 
 def profile_for(model: str) -> DeployProfile:
@@ -55,8 +58,8 @@ def run_small_search(cfg, entry: ZooEntry, data, pkg: Path):
     if not constraints:
         raise ValueError(f"the deploy profile of {entry.name} has no constraint without FINN")
     budget = opts.get("budget", prof.budget)
-    spec = small_search_spec({"eval_train": prof.eval_train, **opts}, constraints, cost, cfg.seed, recheck=False,
-                             target_fps=cfg.fps(), budget=budget)
+    spec = small_search_spec({"eval_train": prof.eval_train, "algo": prof.algo, **opts}, constraints, cost, cfg.seed,
+                             recheck=False, target_fps=cfg.fps(), budget=budget)
     # the deploy searches 2..8 bits whatever the cost, so a CPU-only fallback finds the same kind of winner
     board = replace(cfg.board, bit_candidates=search_candidates(cfg.board, "finn"))
     result = search(entry, data, board, fp.model, spec, pkg / "search", cfg.env)
