@@ -5,8 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BOARD ?= pynq-z2
 MODEL ?= tfc
-# Data directory: ../shared/datasets when it exists; override with DATA_DIR=...
-DATA_DIR ?= $(if $(wildcard ../shared/datasets),$(abspath ../shared/datasets),)
+# Data directory: DATA_DIR=..., else $BITSWARM_DATA_DIR, else ../shared/datasets when it exists
+DATA_DIR ?= $(or $(BITSWARM_DATA_DIR),$(if $(wildcard ../shared/datasets),$(abspath ../shared/datasets),))
 export BITSWARM_DATA_DIR := $(DATA_DIR)
 STAMP := $(VENV)/.bitswarm-installed
 
