@@ -60,6 +60,7 @@ class TvmBuildResult:
     verified_against: str | None = None  # "pytorch" or "qonnx-executor"
     tuned: bool = False
     latency_ms: float | None = None  # median on this CPU (host builds only; in-process, not over RPC)
+    tuning_reused: bool = False  # the tuning database kept in the cache was applied (no new trials)
 
 
 def is_host_target(target: dict[str, Any]) -> bool:
@@ -190,12 +191,26 @@ def _qonnx_reference(qonnx_path: Path):
     return lambda x: execute_onnx(m, {iname: x})[oname]
 
 
-def tune_module(mod, board: Board, target_dict: dict[str, Any], work_dir: Path, trials: int):
-    """MetaSchedule-tune ``mod`` on this CPU and apply the tuned schedules (the module to compile, target).
+TUNING_RECORDS = "database_tuning_record.json"  # MetaSchedule's JSON database in a work dir
+
+
+def tuning_dir(cache_dir: Path, mod, target, trials: int) -> Path:
+    """Where the tuning database of ``mod`` for ``target`` and ``trials`` is kept: keyed by the module's
+    content (its TVMScript), the target and the trial budget, so a second build of the same model reuses it."""
+    from bitswarm.cachekey import digest
+
+    return Path(cache_dir) / "tvm-tuning" / digest(mod.script(), str(target), trials)
+
+
+def tune_module(mod, board: Board, target_dict: dict[str, Any], work_dir: Path | None, trials: int,
+                cache_dir: Path | None = None):
+    """MetaSchedule-tune ``mod`` on this CPU and apply the tuned schedules (the module to compile, target,
+    whether a kept database was reused instead of tuning).
 
     Uses Relax's ``static_shape_tuning_pipeline`` (tune, then ``MetaScheduleApplyDatabase`` on the
     fused TIR); MetaSchedule needs ``num-cores`` in the target (added from ``board.cpu.cores``), and
-    ``mcpu`` defaults to this CPU's (as in :func:`make_target`).
+    ``mcpu`` defaults to this CPU's (as in :func:`make_target`). With ``cache_dir`` the database lives
+    there (:func:`tuning_dir`); one that holds records is applied as it is (0 trials), not re-tuned.
     """
     import tvm
     from tvm import relax
@@ -208,23 +223,27 @@ def tune_module(mod, board: Board, target_dict: dict[str, Any], work_dir: Path, 
     spec = {"mcpu": llvm_get_system_cpu(), **target_dict,
             "num-cores": int(target_dict.get("num-cores", board.cpu.cores))}
     target = tvm.target.Target(spec)
+    if cache_dir is not None:
+        work_dir = tuning_dir(cache_dir, mod, target, trials)
+    reused = (Path(work_dir) / TUNING_RECORDS).exists()
     per_task = max(4, trials // 8)
-    pipeline = relax.pipeline.static_shape_tuning_pipeline(trials, target, work_dir=str(work_dir),
+    pipeline = relax.pipeline.static_shape_tuning_pipeline(0 if reused else trials, target, work_dir=str(work_dir),
                                                           max_trials_per_task=per_task)
-    return pipeline(mod), target
+    return pipeline(mod), target, reused
 
 
 def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Path, *, tune: bool = False,
                 input_shape: tuple[int, ...] | None = None, torch_model=None, atol: float = 1e-3,
                 verify: bool = True, name: str = "model", lowering: str = "qcdq",
-                tune_trials: int = 64) -> TvmBuildResult:
+                tune_trials: int = 64, tune_cache: Path | None = None) -> TvmBuildResult:
     """Compile a QONNX (or plain/QCDQ ONNX) model for ``board``'s CPU into ``out_dir/<name>.so``.
 
     ``input_shape`` (C, H, W, without batch) is checked against the model's graph input.
     On the host the library is verified (``torch_model`` if given, else qonnx' executor) and a
     difference above ``atol`` raises :class:`TvmVerifyError` (``verify=False`` skips it, e.g. for
     latency-only builds). ``tune`` runs MetaSchedule for ``tune_trials`` trials on this CPU
-    (host targets only; :func:`tune_module`).
+    (host targets only; :func:`tune_module`), its database kept under ``tune_cache`` (the cache dir) when
+    given, so the next build of the same model reuses it instead of tuning again.
     ``lowering``: ``qcdq`` (QuantizeLinear/Clip/DequantizeLinear), ``float`` (the same quantizers as
     plain float ops) or ``int`` (QCDQ with integer Conv/Gemm/MatMul; see :func:`bitswarm.hw.tvm_lower.to_qcdq`).
     A reference that is constant over the verification inputs is refused (:func:`verify_library`).
@@ -243,8 +262,10 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
     mod = import_onnx(onnx_path)
     import tvm
 
+    reused = False
     if tune:
-        mod, target = tune_module(mod, board, target_dict, out_dir / f"{name}.tuning", tune_trials)
+        mod, target, reused = tune_module(mod, board, target_dict, out_dir / f"{name}.tuning", tune_trials,
+                                          tune_cache)
     pipeline = cpu_pipeline(target) if target.kind.name == "llvm" and not tune else "default"
     ex = tvm.compile(mod, target, relax_pipeline=pipeline)
     lib = out_dir / f"{name}.so"
@@ -271,6 +292,6 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
         latency = measure(lib, shape, repeat=20)["latency_ms_median"]
     info = {"target": target_dict, "input_name": iname, "input_shape": list(shape), "dtype": "float32",
             "verified_max_abs_diff": diff, "verified_against": against, "tuned": tune, "latency_ms": latency,
-            "lowering": lowering}
+            "lowering": lowering, "tuning_reused": reused}
     (out_dir / f"{name}.json").write_text(json.dumps(info, indent=2))
-    return TvmBuildResult(lib, target_dict, shape, diff, time.time() - t0, onnx_path, against, tune, latency)
+    return TvmBuildResult(lib, target_dict, shape, diff, time.time() - t0, onnx_path, against, tune, latency, reused)

@@ -22,6 +22,7 @@ def _entry_bits(args):
 
 
 def cmd_build(args) -> int:
+    from bitswarm.env import read_environment
     from bitswarm.hw.tvm_build import compile_tvm
     from bitswarm.models.export import export_qonnx
 
@@ -30,7 +31,8 @@ def cmd_build(args) -> int:
     model = entry.build(bits).eval()
     with tempfile.TemporaryDirectory(prefix="bitswarm-tvm-") as tmp:
         q = export_qonnx(model, entry.input_shape, Path(tmp) / "model.qonnx.onnx").path
-        r = compile_tvm(q, board, out, tune=args.tune, torch_model=model, tune_trials=args.tune_trials)
+        r = compile_tvm(q, board, out, tune=args.tune, torch_model=model, tune_trials=args.tune_trials,
+                        tune_cache=read_environment().cache_dir)
     diff = "not run here (cross-compiled)" if r.verified_max_abs_diff is None else \
         f"max |TVM - {r.verified_against}| = {r.verified_max_abs_diff:.2g}"
     lat = f", {r.latency_ms:.3f} ms median on this CPU" if r.latency_ms is not None else ""
@@ -92,7 +94,8 @@ def register(sub) -> None:
     b = tsub.add_parser("build", help="QONNX -> QCDQ -> Relax -> library for the board's CPU (x86 verified)")
     common(b)
     b.add_argument("--out", default="tvm-build", help="output directory; default tvm-build")
-    b.add_argument("--tune", action="store_true", help="MetaSchedule-tune on this CPU (host targets only)")
+    b.add_argument("--tune", action="store_true", help="MetaSchedule-tune on this CPU (host targets only; the tuning "
+                                                              "database is kept in the cache and reused)")
     b.add_argument("--tune-trials", type=int, default=64, help="MetaSchedule trials in all; default 64")
     b.set_defaults(fn=cmd_build)
     for name, fn, hlp in (("measure", cmd_measure, "latency through TVM RPC (the --cost tvm model)"),
