@@ -64,7 +64,7 @@ class SshSpec:
     key_file: str = ""
     known_hosts: str = ""
     workdir: str = ""
-    python: str = "python3"  # the board's Python with the TVM runtime (runs the package's runner)
+    python: str = "python3"  # the board's Python with the TVM runtime (only for a package without a native runner)
 
 
 @dataclass(frozen=True)

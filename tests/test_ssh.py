@@ -102,6 +102,30 @@ def test_push_run_and_measure_over_real_ssh(tmp_path, sshd):
     assert "latency_ms_mean" in result
 
 
+def test_the_board_step_runs_the_packages_native_runner_without_python(tmp_path, sshd):
+    """A package with a native runner (runner/<target>/runner) is measured with it: no Python or TVM on the
+    board. The runner here is a stand-in script that checks its arguments and the input file it is given
+    (the real runners are checked under qemu in tests/test_tvm_native.py)."""
+    import numpy as np
+
+    pkg = _package(tmp_path)
+    fake = pkg / "runner" / "armv7" / "runner"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\n[ "$1" = tvm-pynq-z2/model.so ] && [ "$2" = runner/input.bin ] || exit 3\n'
+                    'size=$(wc -c < "$2")\n'
+                    'echo "{\\"latency_ms_median\\": 1.5, \\"input_bytes\\": $size, \\"shape\\": \\"$5\\"}"\n')
+    fake.chmod(0o644)  # the step makes it executable on the board
+    (pkg / "tvm-pynq-z2").mkdir()
+    state = {"tvm": [{"lib": "tvm-pynq-z2/model.so", "native_runner": {"runner": "runner/armv7/runner"}}],
+             "input_shape": [1, 28, 28]}
+    board = dataclasses.replace(sshd, ssh=dataclasses.replace(sshd.ssh, python="/nonexistent/python"))
+    result = run_on_board(board, pkg, state, repeat=3)
+    assert result["runner"] == "native" and result["latency_ms_median"] == 1.5 and result["shape"] == "1,1,28,28"
+    assert result["input_bytes"] == 4 * 28 * 28
+    x = np.fromfile(Path(result["pushed_to"]) / "runner" / "input.bin", "<f4")
+    assert x.size == 28 * 28 and x.std() > 0.5  # a spread of inputs, not zeros
+
+
 def test_unknown_host_key_is_refused(tmp_path, sshd):
     Path(sshd.ssh.known_hosts).write_text("")
     with pytest.raises(BoardUnreachableError, match=r"board pynq-z2 .*prepare failed: .*Host key verification"):
