@@ -35,20 +35,9 @@ from bitswarm.env import Environment
 from bitswarm.flows.steps import State, Step, StepError, run_flow
 
 
-class RunMemo:
+class RunMemo(dict):
     """What one deploy run loads once and its steps share (the model entry and its dataset, read and
     hashed once instead of once per step). It lives as long as the run's config; nothing is on disk."""
-
-    def __init__(self) -> None:
-        self._items: dict = {}
-
-    def has(self, key) -> bool:
-        return key in self._items
-
-    def get(self, key, make):
-        if key not in self._items:
-            self._items[key] = make()
-        return self._items[key]
 
     def __repr__(self) -> str:  # not part of what a deploy's result depends on (config_digest)
         return "RunMemo()"
@@ -94,12 +83,12 @@ def _entry_and_data(cfg: DeployConfig, bits_spec: str | None = None):
     from bitswarm.workflow import parse_bits, resolve_model_and_data
 
     candidates = cfg.board.bit_candidates + (32,)
-    if cfg.memo.has("entry-data"):
-        entry, data = cfg.memo.get("entry-data", None)
+    if "entry-data" in cfg.memo:
+        entry, data = cfg.memo["entry-data"]
         return entry, data, parse_bits(bits_spec, entry, candidates) if bits_spec else None
     entry, data, bits = resolve_model_and_data(cfg.model, cfg.dataset, cfg.data_dir, cfg.env, cfg.weights,
                                                bits_spec, candidates)
-    cfg.memo.get("entry-data", lambda: (entry, data))
+    cfg.memo["entry-data"] = (entry, data)
     return entry, data, bits
 
 

@@ -66,10 +66,10 @@ def push_package(board: Board, pkg: Path) -> str:
     return final
 
 
-def _board_command(pkg: Path, state: dict, repeat: int) -> list[str] | None:
-    """The on-board benchmark's command line, run in the pushed package: the package's native runner
-    (no Python or TVM on the board) with a seeded random input it writes into the package, else the
-    Python runner (needs TVM on the board). ``None`` when the package has no model library."""
+def _board_command(pkg: Path, state: dict, repeat: int, python: str) -> tuple[str, list[str]] | None:
+    """``(runner kind, command line)`` of the on-board benchmark, run in the pushed package: the package's
+    native runner (no Python or TVM on the board) with a seeded random input it writes into the package,
+    else the Python runner on ``python`` (needs TVM on the board). ``None`` when there is no model library."""
     items = state.get("tvm") or []
     if not items:
         return None
@@ -82,23 +82,22 @@ def _board_command(pkg: Path, state: dict, repeat: int) -> list[str] | None:
 
         x = np.random.default_rng(0).standard_normal(dims).astype("<f4")
         x.tofile(pkg / "runner" / "input.bin")
-        return ["sh", "-c", 'chmod +x "$0" && exec "$0" "$@"', native["runner"], item["lib"], "runner/input.bin",
-                "runner/output.bin", "--shape", shape, "--repeat", str(int(repeat))]
-    return [state.get("board_python") or "python3", "runner/tvm_runner.py", item["lib"], "--shape", shape,
-            "--repeat", str(int(repeat))]
+        return "native", ["sh", "-c", 'chmod +x "$0" && exec "$0" "$@"', native["runner"], item["lib"],
+                          "runner/input.bin", "runner/output.bin", "--shape", shape, "--repeat", str(int(repeat))]
+    return "python", [python, "runner/tvm_runner.py", item["lib"], "--shape", shape, "--repeat", str(int(repeat))]
 
 
 def run_on_board(board: Board, pkg: Path, state: dict, repeat: int = 50) -> dict:
     """Push the package and run its TVM runner on the board; returns the measured figures."""
-    argv = _board_command(pkg, {**state, "board_python": board.ssh.python}, repeat)
+    command = _board_command(pkg, state, repeat, board.ssh.python)
     remote = push_package(board, pkg)
-    if argv is None:
+    if command is None:
         return {"pushed_to": remote, "note": "no on-board benchmark in this package"}
+    runner, argv = command
     cmd = f"cd {shlex.quote(remote)} && {shlex.join(argv)}"
     out = ssh(board, cmd, "on-board benchmark")
     try:
         figures = json.loads(out.strip().splitlines()[-1])
     except (json.JSONDecodeError, IndexError) as e:
         raise BoardUnreachableError(f"board {board.name}: the runner printed no JSON result: {out[-200:]!r}") from e
-    runner = "native" if argv[0] == "sh" else "python"
     return {"pushed_to": remote, "runner": runner, **figures}

@@ -81,6 +81,11 @@ def sample_configs(entry: ZooEntry, candidates, n: int, seed: int, stream: str,
 LOW_SHARE = 4
 
 
+def low_test_count(n_test: int) -> int:
+    """How many of the ``n_test`` held-out configurations are low-bit ones (the last ones)."""
+    return n_test // LOW_SHARE
+
+
 def split_configs(entry: ZooEntry, candidates, n_train: int, n_test: int, seed: int):
     """Held-out and training configurations: random ones, and one in :data:`LOW_SHARE` from the low-bit
     stratum (every variable at one of its two lowest candidates; the training set's first one is every
@@ -89,7 +94,7 @@ def split_configs(entry: ZooEntry, candidates, n_train: int, n_test: int, seed: 
     with another folding and half the weight memory (a 1-bit weight after a wider input is stored as 2 bits)."""
     choices = surrogate_choices(entry, candidates)
     low, corner = tuple(c[:2] for c in choices), tuple(c[:1] for c in choices)
-    n_low_test, n_low_train = n_test // LOW_SHARE, max(1, n_train // LOW_SHARE)
+    n_low_test, n_low_train = low_test_count(n_test), max(1, n_train // LOW_SHARE)
     test = sample_configs(entry, choices, n_test - n_low_test, seed, "test")
     test += sample_configs(entry, low, n_low_test, seed, "test-low", exclude=frozenset(test))
     train = sample_configs(entry, corner, 1, seed, "train-low", exclude=frozenset(test))
@@ -148,7 +153,7 @@ def calibrate(entry: ZooEntry, board: Board, cache_dir: Path, n_train: int = 60,
     costs = finn_samples(entry, board, train + test, cache_dir, target_fps, progress)
     tr, te = list(zip(train, costs[:n_train], strict=True)), list(zip(test, costs[n_train:], strict=True))
     sur, deps = fit(entry, board, policy_name(target_fps), choices, tr)
-    n_low = n_test // LOW_SHARE
+    n_low = low_test_count(n_test)
     error = {"n_train": n_train, "n_test": n_test, "seed": seed, "test": evaluate(sur, entry, te),
              "train": evaluate(sur, entry, tr), "dependencies": deps, "n_test_low": n_low}
     if n_low:

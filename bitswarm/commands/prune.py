@@ -14,8 +14,7 @@ def cmd_prune(args) -> int:
     from bitswarm.train import evaluate
 
     opts = {k: getattr(args, k) for k in stages.PRUNE_DEFAULTS}
-    if not 0 <= args.k < 100:
-        raise ConfigError("--k", "k", f"{args.k} is not a percentile", "0 <= k < 100")
+    stages.check_prune_options(opts)
     start = stages.start_from_args(args, read_environment())
     if start.arch.get("keep"):
         raise ConfigError(args.source, "arch.json", "this model is already pruned", "an unpruned model")

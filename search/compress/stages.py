@@ -88,6 +88,13 @@ class Pruned:
     options: dict
 
 
+def check_prune_options(opts: dict) -> None:
+    """Refuse a bad pruning percentile before any work (the command calls it before loading anything)."""
+    k = opts.get("k", PRUNE_DEFAULTS["k"])
+    if not 0 <= k < 100:
+        raise ConfigError("--k", "k", f"{k} is not a percentile", "0 <= k < 100")
+
+
 def prune_stage(model: nn.Module, model_name: str, data: Dataset, opts: dict | None, seed: int,
                 progress: bool = False) -> Pruned:
     """OCNNA filter pruning of ``model`` in place, then its short fine-tune (:data:`PRUNE_DEFAULTS`)."""
@@ -95,8 +102,7 @@ def prune_stage(model: nn.Module, model_name: str, data: Dataset, opts: dict | N
     from bitswarm.train import Recipe, evaluate, train
 
     o = {**PRUNE_DEFAULTS, **(opts or {})}
-    if not 0 <= o["k"] < 100:
-        raise ConfigError("--k", "k", f"{o['k']} is not a percentile", "0 <= k < 100")
+    check_prune_options(o)
     res = ocnna.ocnna(model, model_name, data.train.subset(o["dvar"]), o["k"], o["workers"])
     val_pruned = evaluate(model, data.val)
     if o["ft_epochs"] > 0:
