@@ -27,8 +27,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bitswarm import atomic
+from bitswarm.search.encoding import Encoding
 from bitswarm.search.journal import Journal
-from bitswarm.search.space import Space
 
 COST_ONLY_FACTOR = 20
 
@@ -82,30 +82,31 @@ class _Tally:
         return budget is None or (self.trained < budget and self.cost_only < COST_ONLY_FACTOR * budget)
 
 
-def _round(space: Space, positions: list, memory: dict, replay: dict, journal: Journal, executor, tally: _Tally,
-           screening: bool, seed: int) -> list:
+def _round(enc: Encoding, positions: list, memory: dict, replay: dict, journal: Journal | None, executor,
+           tally: _Tally, screening: bool, seed: int) -> list:
     """Results of one round in ask order: memory, journal replay, else evaluated (and journalled)."""
+    keys = [enc.key(p) for p in positions]
     results: list = [None] * len(positions)
     todo: list[int] = []
-    for i, pos in enumerate(positions):
-        if screening and (pos in memory or pos in (positions[j] for j in todo)):
+    for i, key in enumerate(keys):
+        if screening and (key in memory or key in {keys[j] for j in todo}):
             continue  # never evaluated twice: filled from memory below
-        if replay.get(pos):  # resume: what the journal already holds is not evaluated again
-            results[i] = replay[pos].popleft()
+        if replay.get(key):  # resume: what the journal already holds is not evaluated again
+            results[i] = replay[key].popleft()
             tally.add(results[i][3], fresh=False)
-            memory.setdefault(pos, results[i])
+            memory.setdefault(key, results[i])
         else:
             todo.append(i)
-    for k, res, secs in executor.run([space.to_bits(positions[i]) for i in todo]):
+    for k, res, secs in executor.run([enc.decode(positions[i]) for i in todo]):
         i = todo[k]
         results[i] = as_evaluation(res)
-        journal.append(positions[i], space.to_bits(positions[i]).to_dict()["layers"], *results[i][:3], seed, secs,
-                       results[i][3])
+        if journal is not None:
+            journal.append(keys[i], enc.record(positions[i]), *results[i][:3], seed, secs, results[i][3])
         tally.add(results[i][3], fresh=True)
-    for i, pos in enumerate(positions):
+    for i, key in enumerate(keys):
         if results[i] is None:
-            results[i] = memory[pos]
-        memory.setdefault(pos, results[i])
+            results[i] = memory[key]
+        memory.setdefault(key, results[i])
     return results
 
 
@@ -113,12 +114,18 @@ def _postfix(res) -> dict:
     return {"best": f"{res[0]:.4f}" if res[1] <= 0 else "none feasible", "viol": f"{res[1]:.3f}"}
 
 
-def run_search(space: Space, searcher, evaluate, run_dir: Path, signature: dict, *, screening: bool = True,
-               seed: int = 0, progress: bool = True, on_eval=None, budget: int | None = None,
-               executor=None) -> dict:
+def run_search(space: Encoding, searcher, evaluate, run_dir: Path | None, signature: dict, *,
+               screening: bool = True, seed: int = 0, progress: bool = True, on_eval=None,
+               budget: int | None = None, executor=None) -> dict:
     """Drive ``searcher`` to its end (or until ``budget`` trained evaluations, checked between rounds);
-    ``evaluate(bits) -> (fitness, violation, cost dict[, trained])``, run by ``executor`` (default: serial).
-    Returns what ``result.json`` holds (an untrained fitness as None)."""
+    ``evaluate(space.decode(pos)) -> (fitness, violation, cost dict[, trained])``, run by ``executor``
+    (default: serial). ``space`` is the positions' encoding (a bit-width :class:`Space` or a
+    :class:`~bitswarm.search.encoding.VectorEncoding`). ``run_dir=None`` runs without journal or files
+    (an in-process search of cheap evaluations, e.g. k-means' PSO). Returns what ``result.json`` holds
+    (an untrained fitness as None)."""
+    if run_dir is None:
+        return _run_locked(space, searcher, evaluate, None, signature, screening, seed, progress, on_eval, budget,
+                           executor)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -153,14 +160,13 @@ def _run_locked(space, searcher, evaluate, run_dir: Path, signature: dict, scree
                 on_eval, budget: int | None, executor) -> dict:
     from bitswarm.search.executor import SerialExecutor
 
-    journal = Journal(run_dir / "journal.sqlite", signature)
-    replay = _replay_index(journal)
+    journal = Journal(run_dir / "journal.sqlite", signature) if run_dir is not None else None
+    replay = _replay_index(journal) if journal is not None else {}
     executor = executor or SerialExecutor(evaluate)
     memory: dict[tuple, tuple] = {}
     history, t0 = [], time.time()
-    total = budget or searcher.s.particles * (searcher.s.iterations + 1)
-    bar = tqdm(total=total, desc="search (trained)", unit="eval", disable=None if progress else True,
-               mininterval=1.0)
+    bar = tqdm(total=budget or planned_evaluations(searcher), desc="search (trained)", unit="eval",
+               disable=None if progress else True, mininterval=1.0, leave=run_dir is not None)
     tally = _Tally(bar, on_eval)
     try:
         while not searcher.done() and tally.within(budget):
@@ -174,21 +180,30 @@ def _run_locked(space, searcher, evaluate, run_dir: Path, signature: dict, scree
             bar.set_postfix(**_postfix(best), cost_only=tally.cost_only)
     finally:
         bar.close()
-        journal.close()
+        if journal is not None:
+            journal.close()
         executor.close()
     return _finish(space, searcher, run_dir, signature, memory, history, tally, time.time() - t0)
 
 
-def _finish(space: Space, searcher, run_dir: Path, signature: dict, memory: dict, history: list, tally: _Tally,
-            wall: float) -> dict:
+def planned_evaluations(searcher) -> int | None:
+    """The progress bar's total: the searcher's own estimate, else particles x (iterations + 1)."""
+    if hasattr(searcher, "planned_evaluations"):
+        return searcher.planned_evaluations()
+    s = searcher.s
+    return s.particles * (s.iterations + 1) if hasattr(s, "particles") and hasattr(s, "iterations") else None
+
+
+def _finish(enc: Encoding, searcher, run_dir: Path | None, signature: dict, memory: dict, history: list,
+            tally: _Tally, wall: float) -> dict:
     best_pos, (fitness, violation) = searcher.best()
-    best_bits = space.to_bits(best_pos)
-    if violation <= 0:  # an infeasible best is in result.json, not offered as a configuration to use
-        best_bits.save(run_dir / "best_bits.yaml")
+    if run_dir is not None and violation <= 0:  # an infeasible best is in result.json, not offered for use
+        enc.save_best(best_pos, run_dir)
     result = {"signature": signature, "settings": asdict(searcher.s), "feasible": violation <= 0, "best": {
-        "bits": best_bits.to_dict()["layers"], "fitness": fitness, "violation": violation,
-        "cost": memory[best_pos][2]}, "evaluations": tally.trained, "evaluations_trained": tally.trained,
+        "bits": enc.record(best_pos), "fitness": fitness, "violation": violation,
+        "cost": memory[enc.key(best_pos)][2]}, "evaluations": tally.trained, "evaluations_trained": tally.trained,
         "evaluations_cost_only": tally.cost_only, "unique_positions": len(memory), "wall_s": round(wall, 2)}
-    write_json(run_dir / "history.json", history)
-    write_json(run_dir / "result.json", result)
+    if run_dir is not None:
+        write_json(run_dir / "history.json", history)
+        write_json(run_dir / "result.json", result)
     return _finite(result)

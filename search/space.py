@@ -71,6 +71,19 @@ class Space:
             layers[name][kind] = choice[idx]
         return BitConfig.from_dict({"layers": layers})
 
+    # the run loop's encoding (bitswarm.search.encoding): evaluate takes the BitConfig
+    def decode(self, pos: Position) -> BitConfig:
+        return self.to_bits(pos)
+
+    def record(self, pos: Position) -> dict:
+        return self.to_bits(pos).to_dict()["layers"]
+
+    def key(self, pos: Position) -> tuple:
+        return tuple(pos)
+
+    def save_best(self, pos: Position, run_dir) -> None:
+        self.to_bits(pos).save(run_dir / "best_bits.yaml")
+
     def from_bits(self, bits: BitConfig) -> Position:
         return tuple(c.index(getattr(bits[n], k)) for (n, k), c in zip(self.variables, self.choices, strict=True))
 

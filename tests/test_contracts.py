@@ -108,3 +108,65 @@ def test_a_cost_model_with_a_cache_refuses_to_run_without_one():
         get_cost_model("finn")(entry, entry.default_bits(), board)
     with pytest.raises(ValueError, match="cache_dir"):
         get_cost_model("surrogate")(entry, entry.default_bits(), board)
+
+
+# ---- the seed methods' optimizers (vector searchers): one suite over every registered one ----------
+
+def _vector_task(name: str):
+    from bitswarm.search.compress.searchers import VECTOR_KIND
+    from bitswarm.search.compress.vector_loop import VectorTask
+
+    rng = np.random.default_rng(0)
+    if VECTOR_KIND[name] == "float":  # k-means' PSO: 4 centroids over two-cluster data
+        data = np.concatenate([rng.normal(-1, 0.1, 200), rng.normal(1, 0.1, 200)])
+        task = VectorTask(np.zeros(4), np.full(4, data.min()), np.full(4, data.max()))
+        return task, (lambda c: -float(np.min((data[:, None] - c[None, :]) ** 2, axis=1).mean())), np.float64, 6
+    target = rng.integers(0, 2, 80)
+    task = VectorTask(np.zeros(80, np.int64), np.zeros(80, np.int64), np.ones(80, np.int64))
+    limit = 6 if name == "evo" else 150
+    return task, (lambda x: -float(np.abs(np.asarray(x) - target).sum())), np.int64, limit
+
+
+def _vector_run(name: str, seed: int, run_dir=None, fail_after: int | None = None):
+    from bitswarm.search.compress.searchers import VECTOR_SEARCHERS
+    from bitswarm.search.compress.vector_loop import drive
+
+    task, fit, dtype, limit = _vector_task(name)
+    calls, asked = [], []
+    s = VECTOR_SEARCHERS[name](task, seed, limit)
+    ask = s.ask
+    s.ask = lambda: asked.append([np.array(p) for p in ask()]) or asked[-1]
+
+    def counted(x):
+        if fail_after is not None and len(calls) >= fail_after:
+            raise KeyboardInterrupt  # stands in for kill -9: the journal holds what was evaluated
+        calls.append(np.array(x))
+        return fit(x)
+
+    drive(s, counted, task.start.size, dtype=dtype, run_dir=run_dir, signature={"t": name})
+    return s, calls, asked, fit
+
+
+@pytest.mark.parametrize("name", sorted(__import__("bitswarm.search.compress.searchers",
+                                                   fromlist=["VECTOR_SEARCHERS"]).VECTOR_SEARCHERS))
+def test_vector_searcher_contract(name, tmp_path):
+    s, calls, asked, fit = _vector_run(name, seed=3)
+    assert isinstance(s, Searcher) and s.done()
+    task = _vector_task(name)[0]
+    assert all(((p >= task.lo) & (p <= task.hi)).all() for rnd in asked for p in rnd), "positions stay in the box"
+    best_pos, (best_f, viol) = s.best()
+    assert viol == 0 and best_f == fit(best_pos) and best_f >= max(fit(x) for x in calls)
+    assert best_f > fit(task.start), "it improves on its start"
+    keys = [tuple(np.asarray(x).tolist()) for x in calls]
+    assert len(keys) == len(set(keys)), "the memory: no vector is evaluated twice"
+    again = _vector_run(name, seed=3)[2]
+    assert all(np.array_equal(a, b) for ra, rb in zip(again, asked, strict=True) for a, b in zip(ra, rb, strict=True))
+    assert not all(np.array_equal(a, b) for ra, rb in zip(_vector_run(name, seed=4)[2], asked, strict=False)
+                   for a, b in zip(ra, rb, strict=False)), "the seed matters"
+    # interrupted after a third of its evaluations, then run again on the same run dir: nothing lost or repeated
+    with pytest.raises(KeyboardInterrupt):
+        _vector_run(name, seed=3, run_dir=tmp_path / "r", fail_after=len(calls) // 3)
+    resumed, calls2, _, _ = _vector_run(name, seed=3, run_dir=tmp_path / "r")
+    assert len(calls2) == len(calls) - len(calls) // 3
+    assert resumed.best()[1] == s.best()[1] and np.array_equal(resumed.best()[0], best_pos)
+    assert (tmp_path / "r" / "best.npy").exists() and (tmp_path / "r" / "journal.sqlite").exists()

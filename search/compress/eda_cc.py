@@ -29,7 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
+
+from bitswarm.search.compress.vector_loop import VectorSearcher, VectorTask, drive
 
 Fitness = Callable[[np.ndarray], float]  # level-index vector -> higher is better
 
@@ -99,84 +100,158 @@ class EDA:
 
 
 def run_eda_cc(fitness: Fitness, start: np.ndarray, levels: int, params: EDAParams, budget: int,
-               seed: int = 0, cc: bool = True, threshold: float = float("inf"), progress: bool = False) -> SearchResult:
+               seed: int = 0, cc: bool = True, threshold: float = float("inf"), progress: bool = False,
+               run_dir=None) -> SearchResult:
     """Algorithm 2 (``cc=True``) or EDA w/o CC (``cc=False``) until ``budget`` FEs or ``threshold``."""
-    rng = np.random.default_rng(seed)
-    f0 = fitness(start)
-    eda = EDA(start, f0, levels, params, rng)
-    res = SearchResult(start, f0, f0, [(1, f0)])
-    fes, gen = 1, 0
-    conf = np.zeros(start.size)  # per variable: mean max_j P[i, j] over its last EDA run
-    bar = tqdm(total=budget, desc="eda+cc" if cc else "eda", disable=None if progress else True, leave=False)
-    while fes + params.pop <= budget and eda.best_f <= threshold:
-        if gen and gen % params.gens == 0:
-            if cc:  # group A: the beta*n fastest-converging variables, fixed at the best individual
-                conf[eda.free] = eda.confidence / params.gens
-                beta = rng.uniform(*params.beta)
-                order = np.argsort(-conf, kind="stable")
-                eda.reset(np.sort(order[int(beta * start.size):]))
-            else:
-                eda.reset(np.arange(start.size))
-        xs = eda.ask()
-        fs = np.array([fitness(x) for x in xs])
-        eda.tell(xs, fs)
-        fes += len(xs)
-        gen += 1
-        res.history.append((fes, eda.best_f))
-        bar.update(len(xs))
-    bar.close()
-    res.best, res.best_fitness = eda.best, eda.best_f
-    return res
+    task = VectorTask(start, np.zeros_like(start), np.full_like(start, levels - 1))
+    return _result(EDASearcher(task, levels, params, seed, budget, cc, threshold), fitness, start, run_dir,
+                   progress, "eda+cc" if cc else "eda")
 
 
 def run_ga(fitness: Fitness, start: np.ndarray, levels: int, budget: int, seed: int = 0, pop: int = 20,
-           init_flip: float = 0.05, mutation: float = 0.002, tournament: int = 2) -> SearchResult:
+           init_flip: float = 0.05, mutation: float = 0.002, tournament: int = 2, run_dir=None) -> SearchResult:
     """Generational GA with one elite; the initial population is ``start`` plus sigma-greedy samples."""
-    rng = np.random.default_rng(seed)
-    xs = sample(sigma_greedy(start, levels, 1 - init_flip), pop, rng)
-    xs[0] = start
-    fs = np.array([fitness(x) for x in xs])
-    res = SearchResult(start, float(fs.max()), float(fs[0]), [(pop, float(fs.max()))])
-    fes = pop
-    while fes + pop - 1 <= budget:
-        elite = int(np.argmax(fs))
-        kids = [xs[elite].copy()]
-        for _ in range(pop - 1):
-            a, b = _tournament(xs, fs, tournament, rng), _tournament(xs, fs, tournament, rng)
-            child = np.where(rng.random(a.size) < 0.5, a, b)
-            flip = rng.random(a.size) < mutation
-            child[flip] = (child[flip] + rng.integers(1, levels, flip.sum())) % levels
-            kids.append(child)
-        kf = np.array([fs[elite]] + [fitness(k) for k in kids[1:]])
-        xs, fs = np.stack(kids), kf
-        fes += pop - 1
-        res.history.append((fes, float(fs.max())))
-    res.best, res.best_fitness = xs[int(np.argmax(fs))], float(fs.max())
-    return res
-
-
-def _tournament(xs: np.ndarray, fs: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    cand = rng.integers(0, len(xs), k)
-    return xs[cand[np.argmax(fs[cand])]]
+    task = VectorTask(start, np.zeros_like(start), np.full_like(start, levels - 1))
+    return _result(GASearcher(task, levels, GASettings(pop, init_flip, mutation, tournament), seed, budget),
+                   fitness, start, run_dir, False, "ga")
 
 
 def run_local_search(fitness: Fitness, start: np.ndarray, levels: int, budget: int, seed: int = 0,
-                     moves: float = 0.002) -> SearchResult:
+                     moves: float = 0.002, run_dir=None) -> SearchResult:
     """(1+1) stochastic local search: change ``moves`` x n random variables, keep if not worse."""
-    rng = np.random.default_rng(seed)
-    best, best_f = start.copy(), fitness(start)
-    res = SearchResult(start, best_f, best_f, [(1, best_f)])
-    k = max(1, int(round(moves * start.size)))
-    for fes in range(2, budget + 1):
-        cand = best.copy()
-        idx = rng.choice(start.size, k, replace=False)
-        cand[idx] = (cand[idx] + rng.integers(1, levels, k)) % levels
-        f = fitness(cand)
-        if f >= best_f:
-            best, best_f = cand, f
-        res.history.append((fes, best_f))
-    res.best, res.best_fitness = best, best_f
-    return res
+    task = VectorTask(start, np.zeros_like(start), np.full_like(start, levels - 1))
+    return _result(LocalSearcher(task, levels, LSSettings(moves), seed, budget), fitness, start, run_dir, False,
+                   "ls")
+
+
+def _result(searcher, fitness: Fitness, start: np.ndarray, run_dir, progress: bool, desc: str) -> SearchResult:
+    drive(searcher, fitness, start.size, run_dir=run_dir, progress=progress, desc=desc)
+    best, (best_f, _) = searcher.best()
+    return SearchResult(best, best_f, searcher.first_f, list(searcher.history))
+
+
+@dataclass(frozen=True)
+class GASettings:
+    pop: int = 20
+    init_flip: float = 0.05
+    mutation: float = 0.002
+    tournament: int = 2
+
+
+@dataclass(frozen=True)
+class LSSettings:
+    moves: float = 0.002
+
+
+class EDASearcher(VectorSearcher):
+    """Algorithm 2 of EDA+CC (``cc=True``) or EDA w/o CC, until ``evaluations`` FEs or ``threshold``."""
+
+    def __init__(self, task: VectorTask, levels: int, params: EDAParams, seed: int, evaluations: int,
+                 cc: bool = True, threshold: float = float("inf")):
+        super().__init__(params, seed)
+        self.start, self.levels, self.cc = np.asarray(task.start, np.int64), levels, cc
+        self.evaluations, self.threshold = evaluations, threshold
+        self.eda: EDA | None = None
+        self.gen = 0
+        self.conf = np.zeros(self.start.size)
+
+    def done(self) -> bool:
+        return self.eda is not None and (self.told + self.s.pop > self.evaluations or self.eda.best_f > self.threshold)
+
+    def ask(self):
+        if self.eda is None:
+            return self._ask([self.start])
+        if self.gen and self.gen % self.s.gens == 0:
+            if self.cc:  # group A: the beta*n fastest-converging variables, fixed at the best individual
+                self.conf[self.eda.free] = self.eda.confidence / self.s.gens
+                beta = self.rng.uniform(*self.s.beta)
+                order = np.argsort(-self.conf, kind="stable")
+                self.eda.reset(np.sort(order[int(beta * self.start.size):]))
+            else:
+                self.eda.reset(np.arange(self.start.size))
+        return self._ask(self.eda.ask())
+
+    def tell(self, results) -> None:
+        fs = self._told(results)
+        if self.eda is None:
+            self.eda = EDA(self.start, float(fs[0]), self.levels, self.s, self.rng)
+        else:
+            self.eda.tell(np.stack(self._pending), fs)
+            self.gen += 1
+        self.gb, self.gb_f = self.eda.best, self.eda.best_f
+        self._record(self.eda.best_f)
+
+
+class GASearcher(VectorSearcher):
+    """Generational GA with one elite; the initial population is the start plus sigma-greedy samples."""
+
+    def __init__(self, task: VectorTask, levels: int, settings: GASettings, seed: int, evaluations: int):
+        super().__init__(settings, seed)
+        self.start, self.levels, self.evaluations = np.asarray(task.start, np.int64), levels, evaluations
+        self.xs: np.ndarray | None = None
+        self.fs: np.ndarray | None = None
+        self._elite = 0
+
+    def done(self) -> bool:
+        return self.xs is not None and self.told + self.s.pop - 1 > self.evaluations
+
+    def ask(self):
+        s = self.s
+        if self.xs is None:
+            xs = sample(sigma_greedy(self.start, self.levels, 1 - s.init_flip), s.pop, self.rng)
+            xs[0] = self.start
+            return self._ask(xs)
+        self._elite = int(np.argmax(self.fs))
+        kids = []
+        for _ in range(s.pop - 1):
+            a, b = self._tournament(), self._tournament()
+            child = np.where(self.rng.random(a.size) < 0.5, a, b)
+            flip = self.rng.random(a.size) < s.mutation
+            child[flip] = (child[flip] + self.rng.integers(1, self.levels, flip.sum())) % self.levels
+            kids.append(child)
+        return self._ask(kids)
+
+    def _tournament(self) -> np.ndarray:
+        cand = self.rng.integers(0, len(self.xs), self.s.tournament)
+        return self.xs[cand[np.argmax(self.fs[cand])]]
+
+    def tell(self, results) -> None:
+        elite_x = None if self.xs is None else self.xs[self._elite].copy()
+        elite_f = None if self.fs is None else self.fs[self._elite]
+        fs = self._told(results)
+        if elite_x is None:
+            self.xs, self.fs = np.stack(self._pending), fs
+        else:
+            self.xs, self.fs = np.stack([elite_x] + self._pending), np.concatenate([[elite_f], fs])
+        self._record(float(self.fs.max()))
+
+
+class LocalSearcher(VectorSearcher):
+    """(1+1) stochastic local search: change ``moves`` x n random variables, keep if not worse."""
+
+    def __init__(self, task: VectorTask, levels: int, settings: LSSettings, seed: int, evaluations: int):
+        super().__init__(settings, seed)
+        self.start, self.levels, self.evaluations = np.asarray(task.start, np.int64), levels, evaluations
+        self.k = max(1, int(round(settings.moves * self.start.size)))
+        self.cur, self.cur_f = None, float("-inf")
+
+    def done(self) -> bool:
+        return self.told >= self.evaluations
+
+    def ask(self):
+        if self.cur is None:
+            return self._ask([self.start])
+        cand = self.cur.copy()
+        idx = self.rng.choice(cand.size, self.k, replace=False)
+        cand[idx] = (cand[idx] + self.rng.integers(1, self.levels, self.k)) % self.levels
+        return self._ask([cand])
+
+    def tell(self, results) -> None:
+        f = float(self._told(results)[0])
+        if self.cur is None or f >= self.cur_f:
+            self.cur, self.cur_f = self._pending[0], f
+        self.gb, self.gb_f = self.cur, self.cur_f
+        self._record(self.cur_f)
 
 
 # ---- the quantized-network search space (paper §4.1) ------------------------------------------

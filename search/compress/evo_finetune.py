@@ -26,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
+
+from bitswarm.search.compress.vector_loop import drive
 
 OPERATORS = ("toward", "random")
 
@@ -50,14 +51,16 @@ class EvoResult:
 
 
 class EvoFinetune:
-    """(mu + lambda)-ES over integer codes. ``start`` = nearest rounding, ``ratio`` = w/scale."""
+    """(mu + lambda)-ES over integer codes. ``start`` = nearest rounding, ``ratio`` = w/scale; ask / tell
+    (:class:`~bitswarm.search.searcher.Searcher`), ``generations`` after the start's evaluation."""
 
     def __init__(self, start: np.ndarray, ratio: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                 params: EvoParams, seed: int = 0):
+                 params: EvoParams, seed: int = 0, generations: int = 0):
         bad = set(params.operators) - set(OPERATORS)
         if bad:
             raise ValueError(f"unknown operators {sorted(bad)}; allowed {OPERATORS}")
-        self.p, self.rng = params, np.random.default_rng(seed)
+        self.p, self.s, self.rng = params, params, np.random.default_rng(seed)
+        self.generations, self.gen = generations, -1  # -1: the start is not evaluated yet
         self.start = start.astype(np.int64)
         self.lo = np.maximum(lo, self.start - params.radius)
         self.hi = np.minimum(hi, self.start + params.radius)
@@ -66,6 +69,7 @@ class EvoFinetune:
         self.toward = np.sign(ratio - self.start).astype(np.int64)
         self.pop: list[tuple[float, np.ndarray]] = []
         self.n_move = max(1, int(round(params.rate * start.size)))
+        self._pending: list[np.ndarray] = []
 
     def _mutate(self, parent: np.ndarray) -> np.ndarray:
         child = parent.copy()
@@ -81,35 +85,46 @@ class EvoFinetune:
         child[idx] = np.clip(child[idx] + step, self.lo[idx], self.hi[idx])
         return child
 
+    def done(self) -> bool:
+        return self.gen >= self.generations
+
     def ask(self) -> list[np.ndarray]:
         if not self.pop:
-            return [self.start.copy()]
-        parents = [self.pop[i][1] for i in self.rng.integers(0, len(self.pop), self.p.lam)]
-        return [self._mutate(p) for p in parents]
+            self._pending = [self.start.copy()]
+        else:
+            parents = [self.pop[i][1] for i in self.rng.integers(0, len(self.pop), self.p.lam)]
+            self._pending = [self._mutate(p) for p in parents]
+        return list(self._pending)
 
-    def tell(self, xs: list[np.ndarray], fs: list[float]) -> None:
-        merged = self.pop + list(zip(fs, xs, strict=True))
+    def tell(self, results) -> None:
+        merged = self.pop + [(float(r[0]), x) for r, x in zip(results, self._pending, strict=True)]
         merged.sort(key=lambda t: -t[0])  # stable: on ties the older individual stays first
         self.pop = merged[:self.p.mu]
+        self.gen += 1
 
-    @property
-    def best(self) -> tuple[float, np.ndarray]:
-        return self.pop[0]
+    def best(self):
+        if not self.pop:
+            return None, (float("-inf"), float("inf"))
+        return self.pop[0][1], (self.pop[0][0], 0.0)
 
 
 def run(fitness: Callable[[np.ndarray], float], algo: EvoFinetune, generations: int,
-        progress: bool = False) -> EvoResult:
-    x0 = algo.ask()
-    f0 = [fitness(x) for x in x0]
-    algo.tell(x0, f0)
-    res = EvoResult(algo.best[1], algo.best[0], f0[0], [f0[0]], 1)
-    for _ in tqdm(range(generations), desc="evo", disable=None if progress else True, leave=False):
-        xs = algo.ask()
-        algo.tell(xs, [fitness(x) for x in xs])
-        res.evaluations += len(xs)
-        res.history.append(algo.best[0])
-    res.best_fitness, res.best = algo.best
-    return res
+        progress: bool = False, run_dir=None) -> EvoResult:
+    """``generations`` of ``algo`` in the journalled loop (``run_dir``: journal and resume; None: in memory)."""
+    algo.generations = generations
+    history: list[float] = []
+    start_f: list[float] = []
+
+    def on_round(searcher) -> None:
+        best = searcher.best()[1][0]
+        if not start_f:
+            start_f.append(best)
+        history.append(best)
+
+    evaluations = drive(algo, fitness, algo.start.size, run_dir=run_dir, progress=progress, on_round=on_round,
+                        desc="evo")
+    best_x, (best_f, _) = algo.best()
+    return EvoResult(best_x, best_f, start_f[0], history, evaluations)
 
 
 def evo_finetune(model, split, n_fitness: int, params: EvoParams, generations: int, seed: int = 0,

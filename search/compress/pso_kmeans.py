@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from bitswarm.search.compress.vector_loop import VectorSearcher, VectorTask, drive
+
 INITS = ("pso", "random", "kmeans++")
 STEPS = ("max", "mse")
 
@@ -66,29 +68,55 @@ def sse(x: np.ndarray, c: np.ndarray) -> float:
     return float(np.min((x[:, None] - c[None, :]) ** 2, axis=1).mean())
 
 
+class CentroidPSO(VectorSearcher):
+    """Clustering PSO (Omran et al. style) over sets of ``k`` centroids in ``[lo, hi]``; fitness = -SSE."""
+
+    def __init__(self, task: VectorTask, params: PSOParams, seed: int | np.random.Generator):
+        super().__init__(params, 0 if isinstance(seed, np.random.Generator) else seed)
+        if isinstance(seed, np.random.Generator):  # k-means passes its own stream on
+            self.rng = seed
+        self.lo, self.hi, self.k = float(task.lo.min()), float(task.hi.max()), task.start.size
+        self.vmax = 0.2 * (self.hi - self.lo)
+        self.it, self.pos, self.vel = -1, None, None
+        self.pbest = self.pbest_f = None
+        self.g = 0
+
+    def done(self) -> bool:
+        return self.it >= self.s.iters
+
+    def ask(self):
+        p = self.s
+        if self.pos is None:
+            self.pos = self.rng.uniform(self.lo, self.hi, (p.particles, self.k))
+            self.vel = np.zeros_like(self.pos)
+        else:
+            r1, r2 = self.rng.random(self.pos.shape), self.rng.random(self.pos.shape)
+            self.vel = p.inertia * self.vel + p.c1 * r1 * (self.pbest - self.pos) + p.c2 * r2 * (self.pbest[self.g]
+                                                                                                  - self.pos)
+            self.vel = np.clip(self.vel, -self.vmax, self.vmax)
+            self.pos = np.clip(self.pos + self.vel, self.lo, self.hi)
+        return self._ask(self.pos)
+
+    def tell(self, results) -> None:
+        f = -self._told(results)  # SSE
+        if self.pbest is None:
+            self.pbest, self.pbest_f = self.pos.copy(), f
+        else:
+            better = f < self.pbest_f
+            self.pbest[better], self.pbest_f[better] = self.pos[better], f[better]
+        self.g = int(np.argmin(self.pbest_f))
+        self.gb, self.gb_f = self.pbest[self.g].copy(), float(-self.pbest_f[self.g])
+        self.it += 1
+
+
 def pso_init(x: np.ndarray, k: int, rng: np.random.Generator, p: PSOParams = PSOParams()) -> np.ndarray:
     """Initial centroids by PSO over sets of ``k`` centroids (Omran et al. style clustering PSO)."""
     xs = x if x.size <= p.sample else rng.choice(x, p.sample, replace=False)
     lo, hi = float(xs.min()), float(xs.max())
-    pos = rng.uniform(lo, hi, (p.particles, k))
-    vel = np.zeros_like(pos)
-    vmax = 0.2 * (hi - lo)
-
-    def cost(c):
-        return float(np.min((xs[:, None] - c[None, :]) ** 2, axis=1).mean())
-
-    pbest, pbest_f = pos.copy(), np.array([cost(c) for c in pos])
-    g = int(np.argmin(pbest_f))
-    for _ in range(p.iters):
-        r1, r2 = rng.random(pos.shape), rng.random(pos.shape)
-        vel = p.inertia * vel + p.c1 * r1 * (pbest - pos) + p.c2 * r2 * (pbest[g] - pos)
-        vel = np.clip(vel, -vmax, vmax)
-        pos = np.clip(pos + vel, lo, hi)
-        f = np.array([cost(c) for c in pos])
-        better = f < pbest_f
-        pbest[better], pbest_f[better] = pos[better], f[better]
-        g = int(np.argmin(pbest_f))
-    return np.sort(pbest[g])
+    pso = CentroidPSO(VectorTask(np.zeros(k), np.full(k, lo), np.full(k, hi)), p, rng)
+    drive(pso, lambda c: -float(np.min((xs[:, None] - c[None, :]) ** 2, axis=1).mean()), k, dtype=np.float64,
+          desc="pso-kmeans")
+    return np.sort(pso.best()[0])
 
 
 def kmeanspp_init(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
