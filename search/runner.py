@@ -88,8 +88,9 @@ def _round(enc: Encoding, positions: list, memory: dict, replay: dict, journal: 
     keys = [enc.key(p) for p in positions]
     results: list = [None] * len(positions)
     todo: list[int] = []
+    queued: set = set()
     for i, key in enumerate(keys):
-        if screening and (key in memory or key in {keys[j] for j in todo}):
+        if screening and (key in memory or key in queued):
             continue  # never evaluated twice: filled from memory below
         if replay.get(key):  # resume: what the journal already holds is not evaluated again
             results[i] = replay[key].popleft()
@@ -97,6 +98,7 @@ def _round(enc: Encoding, positions: list, memory: dict, replay: dict, journal: 
             memory.setdefault(key, results[i])
         else:
             todo.append(i)
+            queued.add(key)
     for k, res, secs in executor.run([enc.decode(positions[i]) for i in todo]):
         i = todo[k]
         results[i] = as_evaluation(res)

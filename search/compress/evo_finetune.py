@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bitswarm.search.compress.vector_loop import drive
+from bitswarm.search.compress.vector_loop import VectorSearcher, drive
 
 OPERATORS = ("toward", "random")
 
@@ -50,7 +50,7 @@ class EvoResult:
     evaluations: int = 0
 
 
-class EvoFinetune:
+class EvoFinetune(VectorSearcher):
     """(mu + lambda)-ES over integer codes. ``start`` = nearest rounding, ``ratio`` = w/scale; ask / tell
     (:class:`~bitswarm.search.searcher.Searcher`), ``generations`` after the start's evaluation."""
 
@@ -59,7 +59,7 @@ class EvoFinetune:
         bad = set(params.operators) - set(OPERATORS)
         if bad:
             raise ValueError(f"unknown operators {sorted(bad)}; allowed {OPERATORS}")
-        self.p, self.s, self.rng = params, params, np.random.default_rng(seed)
+        super().__init__(params, seed)
         self.generations, self.gen = generations, -1  # -1: the start is not evaluated yet
         self.start = start.astype(np.int64)
         self.lo = np.maximum(lo, self.start - params.radius)
@@ -69,11 +69,10 @@ class EvoFinetune:
         self.toward = np.sign(ratio - self.start).astype(np.int64)
         self.pop: list[tuple[float, np.ndarray]] = []
         self.n_move = max(1, int(round(params.rate * start.size)))
-        self._pending: list[np.ndarray] = []
 
     def _mutate(self, parent: np.ndarray) -> np.ndarray:
         child = parent.copy()
-        op = self.rng.choice(self.p.operators)
+        op = self.rng.choice(self.s.operators)
         if op == "toward" and self.err_p is not None:
             idx = self.rng.choice(child.size, self.n_move, replace=False, p=self.err_p)
             step = self.toward[idx]
@@ -90,41 +89,27 @@ class EvoFinetune:
 
     def ask(self) -> list[np.ndarray]:
         if not self.pop:
-            self._pending = [self.start.copy()]
-        else:
-            parents = [self.pop[i][1] for i in self.rng.integers(0, len(self.pop), self.p.lam)]
-            self._pending = [self._mutate(p) for p in parents]
-        return list(self._pending)
+            return self._ask([self.start])
+        parents = [self.pop[i][1] for i in self.rng.integers(0, len(self.pop), self.s.lam)]
+        return self._ask([self._mutate(p) for p in parents])
 
     def tell(self, results) -> None:
-        merged = self.pop + [(float(r[0]), x) for r, x in zip(results, self._pending, strict=True)]
+        fs = self._told(results)
+        merged = self.pop + list(zip(fs.tolist(), self._pending, strict=True))
         merged.sort(key=lambda t: -t[0])  # stable: on ties the older individual stays first
-        self.pop = merged[:self.p.mu]
+        self.pop = merged[:self.s.mu]
+        self.gb, self.gb_f = self.pop[0][1], self.pop[0][0]
+        self._record(self.gb_f)
         self.gen += 1
-
-    def best(self):
-        if not self.pop:
-            return None, (float("-inf"), float("inf"))
-        return self.pop[0][1], (self.pop[0][0], 0.0)
 
 
 def run(fitness: Callable[[np.ndarray], float], algo: EvoFinetune, generations: int,
         progress: bool = False, run_dir=None) -> EvoResult:
     """``generations`` of ``algo`` in the journalled loop (``run_dir``: journal and resume; None: in memory)."""
     algo.generations = generations
-    history: list[float] = []
-    start_f: list[float] = []
-
-    def on_round(searcher) -> None:
-        best = searcher.best()[1][0]
-        if not start_f:
-            start_f.append(best)
-        history.append(best)
-
-    evaluations = drive(algo, fitness, algo.start.size, run_dir=run_dir, progress=progress, on_round=on_round,
-                        desc="evo")
+    drive(algo, fitness, algo.start.size, run_dir=run_dir, progress=progress, desc="evo")
     best_x, (best_f, _) = algo.best()
-    return EvoResult(best_x, best_f, start_f[0], history, evaluations)
+    return EvoResult(best_x, best_f, algo.first_f, [f for _, f in algo.history], algo.told)
 
 
 def evo_finetune(model, split, n_fitness: int, params: EvoParams, generations: int, seed: int = 0,

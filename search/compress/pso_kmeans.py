@@ -72,9 +72,7 @@ class CentroidPSO(VectorSearcher):
     """Clustering PSO (Omran et al. style) over sets of ``k`` centroids in ``[lo, hi]``; fitness = -SSE."""
 
     def __init__(self, task: VectorTask, params: PSOParams, seed: int | np.random.Generator):
-        super().__init__(params, 0 if isinstance(seed, np.random.Generator) else seed)
-        if isinstance(seed, np.random.Generator):  # k-means passes its own stream on
-            self.rng = seed
+        super().__init__(params, seed)  # a Generator (k-means' own stream) is used as it is
         self.lo, self.hi, self.k = float(task.lo.min()), float(task.hi.max()), task.start.size
         self.vmax = 0.2 * (self.hi - self.lo)
         self.it, self.pos, self.vel = -1, None, None

@@ -29,45 +29,20 @@ class VectorTask:
     ratio: np.ndarray | None = None  # evo: each weight's float value in grid steps
 
 
-class _Counting:
-    """Counts every told position (memory hits included: the closed loops' "fitness evaluations") and calls
-    ``on_round(searcher)`` after each tell."""
-
-    def __init__(self, searcher, on_round):
-        self.inner, self.on_round, self.told = searcher, on_round, 0
-        self.s = searcher.s
-
-    def ask(self):
-        return self.inner.ask()
-
-    def tell(self, results) -> None:
-        self.inner.tell(results)
-        self.told += len(results)
-        if self.on_round is not None:
-            self.on_round(self.inner)
-
-    def done(self) -> bool:
-        return self.inner.done()
-
-    def best(self):
-        return self.inner.best()
-
-
 def drive(searcher, fitness: Callable[[np.ndarray], float], size: int, *, dtype=np.int64, run_dir: Path | None = None,
-          progress: bool = False, on_round=None, desc: str = "search", signature: dict | None = None) -> int:
-    """Run ``searcher`` to its end on ``fitness`` (vector -> float, higher is better); returns the fitness
-    evaluations told (memory hits included). ``run_dir``: journal (resume after ``kill -9``) and result files."""
-    counting = _Counting(searcher, on_round)
-    run_search(VectorEncoding(size, dtype), counting, lambda x: (float(fitness(x)), 0.0, {}), run_dir,
+          progress: bool = False, desc: str = "search", signature: dict | None = None) -> None:
+    """Run ``searcher`` to its end on ``fitness`` (vector -> float, higher is better); ``searcher.told``
+    counts every told position (memory hits included: the closed loops' "fitness evaluations").
+    ``run_dir``: journal (resume after ``kill -9``) and result files; None: in memory."""
+    run_search(VectorEncoding(size, dtype), searcher, lambda x: (float(fitness(x)), 0.0, {}), run_dir,
                signature or {"searcher": type(searcher).__name__, "desc": desc}, progress=progress)
-    return counting.told
 
 
 class VectorSearcher:
     """Shared bookkeeping of the vector searchers: pending positions, best by fitness, ``history``
     [(evaluations told, best)]."""
 
-    def __init__(self, settings, seed: int):
+    def __init__(self, settings, seed: int | np.random.Generator):
         self.s, self.rng = settings, np.random.default_rng(seed)
         self.gb, self.gb_f, self.told, self.first_f = None, float("-inf"), 0, float("nan")
         self.history: list[tuple[int, float]] = []
@@ -92,5 +67,3 @@ class VectorSearcher:
 
     def _record(self, best_f: float) -> None:
         self.history.append((self.told, float(best_f)))
-
-
