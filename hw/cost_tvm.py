@@ -9,6 +9,10 @@ a cache file is written atomically and only after a successful measurement.
 
 With ``table=PATH`` (written by :mod:`bitswarm.hw.tvm_table`) the latency is predicted in
 microseconds from a calibrated per-layer table instead (source ``tvm-table``).
+
+``lowering`` (default ``int``: quantized Conv/Gemm/MatMul on integer codes, :mod:`bitswarm.hw.tvm_int`,
+verified against qonnx' executor in tests and in every ``bitswarm tvm build``) is the TVM lowering
+whose latency is measured; ``qcdq`` and ``float`` dequantize to float32 first.
 """
 
 from __future__ import annotations
@@ -26,10 +30,10 @@ from bitswarm.hw.cost import Cost, LayerCost, register_cost, require_cache_dir
 from bitswarm.models import BitConfig, ZooEntry
 
 
-def cache_key(entry: ZooEntry, bits: BitConfig, board: Board, threads: int) -> str:
+def cache_key(entry: ZooEntry, bits: BitConfig, board: Board, threads: int, lowering: str = "int") -> str:
     from bitswarm.cachekey import entry_digest, tool_versions
 
-    raw = json.dumps([entry_digest(entry), bits.key(), board.name, board.cpu.tvm_target, threads,
+    raw = json.dumps([entry_digest(entry), bits.key(), board.name, board.cpu.tvm_target, threads, lowering,
                       tool_versions("apache-tvm", "qonnx", "brevitas", "torch")], sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
@@ -41,9 +45,13 @@ class TvmLatencyCost:
     uses_cache = True
 
     def __init__(self, cache_dir: str | Path | None = None, repeat: int = 30, threads: int = 0,
-                 table: str | Path | None = None, timeout: float = 5.0, use_cache: bool = True) -> None:
+                 table: str | Path | None = None, timeout: float = 5.0, use_cache: bool = True,
+                 lowering: str = "int") -> None:
+        from bitswarm.hw.tvm_lower import check_lowering
+
         self.cache_dir = require_cache_dir(cache_dir, "--cost tvm") / "tvm-cost"
         self.repeat, self.threads, self.timeout, self.use_cache = repeat, threads, timeout, use_cache
+        self.lowering = check_lowering(lowering)
         self.table = None
         if table is not None:
             from bitswarm.hw.tvm_table import LatencyTable
@@ -82,7 +90,7 @@ class TvmLatencyCost:
         addr = self._endpoint(board)  # fail fast on an unreachable board, before compiling
         with tempfile.TemporaryDirectory(prefix="bitswarm-tvm-") as tmp:
             qonnx = export_qonnx(entry.build(bits), entry.input_shape, Path(tmp) / "model.onnx", verify=False).path
-            build = compile_tvm(qonnx, board, Path(tmp) / "tvm", verify=False)
+            build = compile_tvm(qonnx, board, Path(tmp) / "tvm", verify=False, lowering=self.lowering)
             figures = measure_rpc(addr, build.lib_path, build.input_shape, repeat=self.repeat,
                                   threads=self.threads, timeout=self.timeout)
         return {**figures, "compile_seconds": build.seconds, "target": build.target}
@@ -90,11 +98,12 @@ class TvmLatencyCost:
     def __call__(self, entry: ZooEntry, bits: BitConfig, board: Board) -> Cost:
         if self.table is not None:
             return self.table.predict(entry, bits, board)
-        path = self.cache_dir / f"{cache_key(entry, bits, board, self.threads)}.json"
+        path = self.cache_dir / f"{cache_key(entry, bits, board, self.threads, self.lowering)}.json"
         if self.use_cache and path.exists():
             data = json.loads(path.read_text())
             return Cost("tvm-rpc", {"latency_ms": data["latency_ms"]}, (), {**data, "cached": True})
         data = {"model": entry.name, "bits": bits.key(), "board": board.name, "threads": self.threads,
+                "lowering": self.lowering,
                 **self.measure(entry, bits, board)}
         if self.use_cache:
             write_json(path, data)

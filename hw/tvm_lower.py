@@ -110,6 +110,15 @@ def _lower_remaining(model):
 LOWERINGS = ("qcdq", "float", "int")
 
 
+def check_lowering(lowering: str) -> str:
+    """``lowering`` if it is one of :data:`LOWERINGS`, else a ConfigError naming the allowed values."""
+    if lowering not in LOWERINGS:
+        from bitswarm.errors import ConfigError
+
+        raise ConfigError("--lowering", "lowering", f"unknown lowering {lowering!r}", ", ".join(LOWERINGS))
+    return lowering
+
+
 def to_qcdq(src: str | Path, dst: str | Path, lowering: str = "qcdq") -> Path:
     """Write the TVM-importable ONNX of ``src`` (QONNX, QCDQ or plain ONNX) to ``dst``.
 
@@ -118,10 +127,7 @@ def to_qcdq(src: str | Path, dst: str | Path, lowering: str = "qcdq") -> Path:
     ``lowering="int"`` is QCDQ with quantized Conv/Gemm/MatMul on integer codes (int32 sums, float
     requantization; :mod:`bitswarm.hw.tvm_int`).
     """
-    if lowering not in LOWERINGS:
-        from bitswarm.errors import ConfigError
-
-        raise ConfigError("--lowering", "lowering", f"unknown lowering {lowering!r}", ", ".join(LOWERINGS))
+    check_lowering(lowering)
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.transformation.infer_shapes import InferShapes
     from qonnx.transformation.qonnx_to_qcdq import QuantToQCDQ

@@ -6,9 +6,11 @@ weight bits have no runtime term. What an activation's bit-width changes is the 
 after the layer, which depends on how it is lowered, not on the exact width. Each layer's
 activation bits therefore fall into a *lowering class*: ``float`` (32, no quantizer),
 ``bipolar`` (1), ``qcdq`` (2..7: QuantizeLinear-Clip-DequantizeLinear), ``qdq8`` (8: no Clip
-needed), ``wide`` (9..16: the float formula). The table is
+needed), ``wide`` (9..16: the float formula). In the ``int`` lowering (the default of ``--cost tvm``) a layer
+with 2..8-bit weights behind a 2..8-bit activation computes on integer codes: one more feature,
+``layer:int``. The table is
 
-    latency_ms(config) = base_ms + sum over layers of delta[layer, a-class]
+    latency_ms(config) = base_ms + sum over layers of delta[layer, a-class] (+ delta[layer, int])
 
 fitted by ridge-regularised least squares to latencies measured through RPC
 (:class:`bitswarm.hw.cost_tvm.TvmLatencyCost`) on random configurations of the model at hand,
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +47,23 @@ def bit_class(bits: int | None) -> str | None:
     return "qdq8" if bits == 8 else "wide"
 
 
-def _features(entry: ZooEntry, bits: BitConfig) -> list[str]:
-    out = []
+#: weight and input-activation bits a layer needs to run on integer codes in the ``int`` lowering
+INT_BITS = range(2, 9)
+
+
+def _features(entry: ZooEntry, bits: BitConfig, lowering: str = "qcdq") -> list[str]:
+    """Per layer its activation's lowering class and, in the ``int`` lowering, ``int`` when the layer
+    computes on integer codes (2..8-bit weights behind a 2..8-bit activation: :mod:`bitswarm.hw.tvm_int`)."""
+    out, prev_a = [], None
     for s in entry.specs:
         b = bits[s.name]
         c = bit_class(b.a)  # weights are folded to float constants at compile time: no runtime term
         if c is not None and c != "float":  # float is the reference level of every layer
             out.append(f"{s.name}:a:{c}")
+        if lowering == "int" and s.has_weight and b.w in INT_BITS and prev_a in INT_BITS:
+            out.append(f"{s.name}:int")
+        if s.has_act:
+            prev_a = b.a
     return out
 
 
@@ -70,11 +82,12 @@ class LatencyTable:
     deltas: dict[str, float]
     error: dict[str, float]  # held-out MAPE / max APE (%) and sample counts
     macs: dict[str, int]
+    lowering: str = "qcdq"  # the TVM lowering it was measured with (files before session 10: qcdq)
 
     def predict_ms(self, entry: ZooEntry, bits: BitConfig) -> tuple[float, list[tuple[str, float]]]:
         total_macs = sum(self.macs.values()) or 1
         per = {name: self.base_ms * m / total_macs for name, m in self.macs.items()}
-        for f in _features(entry, bits):
+        for f in _features(entry, bits, self.lowering):
             per[f.split(":")[0]] += self.deltas.get(f, 0.0)
         return sum(per.values()), list(per.items())
 
@@ -101,13 +114,14 @@ class LatencyTable:
                               "a file written by `bitswarm tvm calibrate`") from e
 
 
-def fit(entry: ZooEntry, samples: list[tuple[BitConfig, float]], ridge: float = 1e-3) -> tuple[float, dict]:
-    names = sorted({f for b, _ in samples for f in _features(entry, b)})
+def fit(entry: ZooEntry, samples: list[tuple[BitConfig, float]], ridge: float = 1e-3,
+        lowering: str = "qcdq") -> tuple[float, dict]:
+    names = sorted({f for b, _ in samples for f in _features(entry, b, lowering)})
     col = {n: i for i, n in enumerate(names)}
     x = np.zeros((len(samples), len(names) + 1))
     x[:, -1] = 1.0
     for r, (b, _) in enumerate(samples):
-        for f in _features(entry, b):
+        for f in _features(entry, b, lowering):
             x[r, col[f]] = 1.0
     y = np.array([v for _, v in samples])
     reg = ridge * np.eye(x.shape[1]) * float(np.mean(y) ** 2 or 1.0)
@@ -133,12 +147,13 @@ def calibrate(entry: ZooEntry, board: Board, cost_model, n_train: int = 24, n_te
         if progress:
             progress(len(samples), len(configs))
     train, test = samples[:n_train], samples[n_train:]
-    base, deltas = fit(entry, train)
+    lowering = getattr(cost_model, "lowering", "qcdq")
+    base, deltas = fit(entry, train, lowering=lowering)
     table = LatencyTable(entry.name, board.name, dict(board.cpu.tvm_target), base, deltas, {},
-                         {s.name: s.macs for s in entry.specs})
+                         {s.name: s.macs for s in entry.specs}, lowering)
     pred = [table.predict_ms(entry, b)[0] for b, _ in test]
     train_pred = [table.predict_ms(entry, b)[0] for b, _ in train]
     err = {**{f"test_{k}": v for k, v in ape_stats(pred, [t for _, t in test]).items()},
            **{f"train_{k}": v for k, v in ape_stats(train_pred, [t for _, t in train]).items()},
            "measured_ms_min": float(min(v for _, v in samples)), "measured_ms_max": float(max(v for _, v in samples))}
-    return LatencyTable(entry.name, board.name, dict(board.cpu.tvm_target), base, deltas, err, table.macs)
+    return replace(table, error=err)

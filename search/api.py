@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bitswarm.boards import Board
@@ -15,10 +16,11 @@ from bitswarm.errors import ConfigError
 from bitswarm.hw.cost import SHORTCUTS, Constraint, cost_provides, get_cost_model, needs_cache, require_cache_dir
 from bitswarm.models import ZooEntry
 from bitswarm.search.bbpso import BBPSO, BBPSOSettings, RandomSearch, layer_importance
-from bitswarm.search.bitswarm_pso import BitswarmPSO, cost_weights, per_weight_norms
+from bitswarm.search.bitswarm_pso import BitswarmPSO, cost_weights
 from bitswarm.search.ga import GeneticSearch
 from bitswarm.search.problem import EVAL_RECIPE, FitnessMemo, QuantProblem, importance_norms
 from bitswarm.search.runner import run_search
+from bitswarm.search.sensitivity import ptq_sensitivity
 from bitswarm.search.space import Space
 from bitswarm.train import Recipe, evaluate
 
@@ -49,12 +51,21 @@ def make_searcher(algo: str, space: Space, settings: BBPSOSettings, seed: int, i
     return cls(space, adapt(settings), seed, importance)
 
 
-def _importance(algo: str, entry: ZooEntry, fp_state: dict, space: Space, settings: BBPSOSettings):
-    """Eq. 5 of Eq. 6's norms; per weight (norm / sqrt(fan-in)) for the ``bitswarm`` variant."""
-    norms = importance_norms(entry, fp_state, space.variables)
+#: validation images of the ``bitswarm`` variant's post-training-quantization sensitivity (forward passes only)
+SENSITIVITY_IMAGES = 512
+
+
+def start_prior(algo: str, entry: ZooEntry, fp_state: dict, space: Space, settings: BBPSOSettings,
+                data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """``(importance, weights)`` of the initial swarm. The paper's: Eq. 5 of Eq. 6's norms, with the
+    variables' cost weights. The ``bitswarm`` variant's: Eq. 5 of each variable's accuracy sensitivity
+    (search/sensitivity.py), and as weights the cost each variable saves per accuracy it loses, so the
+    repaired start gives up cheap-to-lose, costly bits first."""
+    weights = cost_weights(entry, space.variables)
     if issubclass(SEARCHERS[algo][0], BitswarmPSO):
-        return layer_importance(per_weight_norms(norms, fp_state, space.variables), BitswarmPSO.alpha, settings.beta)
-    return layer_importance(norms, settings.alpha, settings.beta)
+        sens = ptq_sensitivity(entry, fp_state, space, data.val.subset(SENSITIVITY_IMAGES))
+        return layer_importance(sens, BitswarmPSO.alpha, settings.beta), weights / sens
+    return layer_importance(importance_norms(entry, fp_state, space.variables), settings.alpha, settings.beta), weights
 
 
 @dataclass(frozen=True)
@@ -213,10 +224,9 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
     problem = QuantProblem(entry, data, fp_state, board, cost_model, spec.constraints, spec.eval_recipe,
                            spec.val_samples, spec.seed if spec.eval_seed is None else spec.eval_seed,
                            FitnessMemo(spec.fitness_memo) if spec.fitness_memo else None)
-    imp = _importance(spec.algo, entry, fp_state, space, spec.settings)
+    imp, weights = start_prior(spec.algo, entry, fp_state, space, spec.settings, data)
     searcher = make_searcher(spec.algo, space, spec.settings, spec.seed, imp,
-                             probe=lambda pos: problem.cost(space.to_bits(pos))[1],
-                             weights=cost_weights(entry, space.variables))
+                             probe=lambda pos: problem.cost(space.to_bits(pos))[1], weights=weights)
     signature = {"model": entry.name, "board": board.name, "algo": spec.algo, "settings": repr(searcher.s),
                  "cost": spec.cost, "constraints": [c.describe() for c in spec.constraints], "seed": spec.seed,
                  "eval_recipe": spec.eval_recipe.key(), "eval_seed": spec.eval_seed,
@@ -224,6 +234,8 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
                  # what the results depend on, by content: a change refuses the resume (journal.py)
                  "model_digest": entry_digest(entry), "float_model": problem.fp_tag, "val_samples": spec.val_samples,
                  "data": [data.name, data.fingerprint], "board_digest": digest(repr(board))}
+    if isinstance(searcher, BitswarmPSO):  # its start changed (session 10): an older journal is not resumed
+        signature["start"] = f"ptq-sensitivity/{SENSITIVITY_IMAGES}"
     from bitswarm.search.executor import make_executor
 
     executor = make_executor(problem.evaluate, spec.workers, spec.ray_address, spec.worker_threads)

@@ -44,20 +44,6 @@ MIN_SPREAD = 0.3  # in candidate indices: a variable where Pb = Gb still moves b
 Probe = Callable[[Position], float]  # a position's constraint violation (0 = feasible), no training
 
 
-def per_weight_norms(norms: np.ndarray, fp_state: dict, variables: tuple[Variable, ...]) -> np.ndarray:
-    """Eq. 6 norms divided by ``sqrt(fan-in)`` of each variable's layer; a variable of a layer without
-    weights (the input quantizer) gets the mean of the others."""
-    out = np.asarray(norms, float).copy()
-    has = np.zeros(len(variables), bool)
-    for i, (name, _) in enumerate(variables):
-        w = fp_state.get(f"{name}.weight")
-        if w is not None and w.dim() > 1:
-            out[i], has[i] = out[i] / float(w.flatten(1).shape[1]) ** 0.5, True
-    if has.any():
-        out[~has] = out[has].mean()
-    return out
-
-
 def cost_weights(entry: ZooEntry, variables: tuple[Variable, ...]) -> np.ndarray:
     """Per variable, the MACs its bits multiply (Eq. 10's bit operations): a weight variable its own
     layer's, an activation variable the next weight layer's (the layer that reads it); mean 1."""
@@ -83,8 +69,8 @@ class BitswarmPSO(BBPSO):
                  probe: Probe | None = None, weights: np.ndarray | None = None):
         super().__init__(space, replace(settings, update="eq2"), seed, importance)
         self.probe = functools.lru_cache(maxsize=None)(probe) if probe is not None else None
-        w = np.ones(space.dim) if weights is None else np.asarray(weights, float)
-        self.exponents = np.clip(w / max(w.mean(), 1e-12), 1 / 3, 3.0)
+        logw = np.zeros(space.dim) if weights is None else np.log(np.maximum(np.asarray(weights, float), 1e-12))
+        self.exponents = np.clip(np.exp(logw - logw.mean()), 1 / 3, 3.0)  # relative to the geometric mean
 
     def _initial(self, rng) -> list[Position]:
         starts = super()._initial(rng)

@@ -1,13 +1,16 @@
-"""bitswarm's own BBPSO variant: cost weights, per-weight importance, the feasibility-repaired start."""
+"""bitswarm's own BBPSO variant: cost weights, accuracy sensitivity, the feasibility-repaired start."""
 
 import numpy as np
+import pytest
 import torch
 
+from bitswarm.data import Split
 from bitswarm.hw.cost_bitops import bit_metrics
 from bitswarm.models import get_model
+from bitswarm.search import sensitivity
 from bitswarm.search.api import make_searcher
 from bitswarm.search.bbpso import BBPSOSettings, layer_importance
-from bitswarm.search.bitswarm_pso import BitswarmPSO, cost_weights, per_weight_norms
+from bitswarm.search.bitswarm_pso import BitswarmPSO, cost_weights
 from bitswarm.search.space import Space
 
 CANDS = (1, 2, 3, 4, 5, 6, 7, 8)
@@ -27,11 +30,54 @@ def test_cost_weights_follow_the_macs_each_variable_multiplies():
     assert w[("fc0", "a")] == w[("fc1", "w")] < w[("fc0", "w")]
 
 
-def test_per_weight_norms_divide_by_the_square_root_of_fan_in():
-    variables = (("a", "w"), ("b", "w"), ("c", "a"))
-    state = {"a.weight": torch.ones(4, 100), "b.weight": torch.ones(4, 4, 3, 3)}
-    out = per_weight_norms(np.array([10.0, 6.0, 2.0]), state, variables)
-    assert np.allclose(out, [1.0, 1.0, 1.0])  # no weight: the mean of the others
+def test_sensitivity_is_the_mean_drop_of_one_variable_at_its_lowest_candidates(monkeypatch):
+    e, space = _tfc()
+    top = tuple(space.highs)
+    j_in, j_fc0 = space.variables.index(("input_quant", "a")), space.variables.index(("fc0", "w"))
+    seen = []
+
+    def fake(entry, fp_state, sp, pos, split):  # fc0's weights lose 0.3 per missing candidate, the input nothing
+        seen.append(pos)
+        return 0.9 - 0.3 * (top[j_fc0] - pos[j_fc0]) / top[j_fc0] * (pos[j_fc0] < 2)
+
+    monkeypatch.setattr(sensitivity, "ptq_accuracy", fake)
+    sens = sensitivity.ptq_sensitivity(e, {}, space, None, levels=2)
+    assert len(seen) == 1 + 2 * space.dim and seen[0] == top  # the all-high reference, then 2 levels each
+    assert sens[j_in] == sensitivity.FLOOR and sens[j_fc0] == pytest.approx(np.mean([0.3, 0.3 * 6 / 7]))
+    assert (sens[[k for k in range(space.dim) if k != j_fc0]] == sensitivity.FLOOR).all()
+
+
+def test_sensitivity_runs_forward_passes_of_the_real_model():
+    e, space = _tfc()
+    fp_state = {k: v.clone() for k, v in e.build(e.default_bits()).state_dict().items()}
+    g = torch.Generator().manual_seed(0)
+    split = Split(torch.randint(0, 256, (64, 1, 28, 28), generator=g, dtype=torch.uint8), torch.randint(0, 10, (64,)))
+    first = sensitivity.ptq_sensitivity(e, fp_state, space, split, levels=1)
+    assert first.shape == (space.dim,) and (first >= sensitivity.FLOOR).all() and (first <= 1).all()
+    assert np.array_equal(first, sensitivity.ptq_sensitivity(e, fp_state, space, split, levels=1))
+
+
+def test_a_variable_cheap_to_lose_gives_up_its_bits_first_in_the_repaired_start():
+    """TFC's input quantizer and fc0's weights multiply the same MACs (equal cost weights); divided by an
+    accuracy sensitivity in which the input loses nothing, the repaired starts keep fc0's weight bits and
+    give up the input's (the good region of TFC at avg op bits <= 3)."""
+    e, space = _tfc()
+    j_in, j_fc0 = space.variables.index(("input_quant", "a")), space.variables.index(("fc0", "w"))
+
+    def probe(pos):
+        return max(0.0, bit_metrics(e, space.to_bits(pos))["avg_bits"] / 3.0 - 1)
+
+    sens = np.full(space.dim, 0.1)
+    sens[j_in], sens[j_fc0] = sensitivity.FLOOR, 0.4
+    imp = layer_importance(sens, BitswarmPSO.alpha, 1.0)
+    settings = BBPSOSettings(particles=10, iterations=2)
+    flat = make_searcher("bitswarm", space, settings, 0, imp, probe=probe, weights=cost_weights(e, space.variables))
+    ours = make_searcher("bitswarm", space, settings, 0, imp, probe=probe,
+                         weights=cost_weights(e, space.variables) / sens)
+    start, before = ours.ask(), flat.ask()
+    assert all(probe(p) == 0 for p in start)
+    assert np.mean([p[j_fc0] - p[j_in] for p in start]) > np.mean([p[j_fc0] - p[j_in] for p in before])
+    assert np.mean([p[j_fc0] for p in start]) >= 2  # fc0 keeps >= 3-bit weights on average
 
 
 def test_repaired_initial_swarm_is_feasible_where_the_faithful_one_is_not():

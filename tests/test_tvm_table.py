@@ -38,6 +38,37 @@ def test_fit_recovers_a_table_shaped_latency_and_reports_held_out_error(tmp_path
         table.predict(get_model("cnv"), get_model("cnv").default_bits(), board)
 
 
+class _SyntheticIntLatency:
+    """The ``int`` lowering's shape: 1 ms, minus 0.2 ms per layer that computes on integer codes
+    (2..8-bit weights behind a 2..8-bit activation), plus 0.05 ms per 'qcdq' activation."""
+
+    lowering = "int"
+
+    def __call__(self, entry, bits, board):
+        from bitswarm.hw.cost import Cost
+
+        prev, ms = None, 1.0
+        for s in entry.specs:
+            b = bits[s.name]
+            ms += 0.05 * (bit_class(b.a) == "qcdq")
+            ms -= 0.2 * (s.has_weight and 2 <= b.w <= 8 and prev is not None and 2 <= prev <= 8)
+            prev = b.a if s.has_act else prev
+        return Cost("synthetic", {"latency_ms": ms})
+
+
+def test_int_lowering_table_learns_which_layers_compute_on_integer_codes(tmp_path):
+    entry, board = get_model("tfc"), load_board("host")
+    table = calibrate(entry, board, _SyntheticIntLatency(), n_train=60, n_test=12, seed=2)
+    assert table.lowering == "int" and table.error["test_mape_pct"] < 1.0
+    assert all(table.deltas[f"{s.name}:int"] == pytest.approx(-0.2, abs=0.02) for s in entry.specs
+               if f"{s.name}:int" in table.deltas) and any(k.endswith(":int") for k in table.deltas)
+    table.save(tmp_path / "t.json")
+    assert LatencyTable.load(tmp_path / "t.json") == table
+    # the same samples read as a qcdq table cannot express the integer layers: a larger error
+    qcdq = calibrate(entry, board, lambda e, b, bd: _SyntheticIntLatency()(e, b, bd), n_train=60, n_test=12, seed=2)
+    assert qcdq.lowering == "qcdq" and qcdq.error["test_mape_pct"] > table.error["test_mape_pct"]
+
+
 def test_corrupt_or_missing_table_is_one_clear_error(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

@@ -10,6 +10,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from bitswarm.hw.tvm_lower import LOWERINGS
+
 
 def _entry_bits(args):
     from bitswarm.boards import load_board
@@ -32,7 +34,7 @@ def cmd_build(args) -> int:
     with tempfile.TemporaryDirectory(prefix="bitswarm-tvm-") as tmp:
         q = export_qonnx(model, entry.input_shape, Path(tmp) / "model.qonnx.onnx").path
         r = compile_tvm(q, board, out, tune=args.tune, torch_model=model, tune_trials=args.tune_trials,
-                        tune_cache=read_environment().cache_dir)
+                        tune_cache=read_environment().cache_dir, lowering=args.lowering)
     diff = "not run here (cross-compiled)" if r.verified_max_abs_diff is None else \
         f"max |TVM - {r.verified_against}| = {r.verified_max_abs_diff:.2g}"
     lat = f", {r.latency_ms:.3f} ms median on this CPU" if r.latency_ms is not None else ""
@@ -46,7 +48,8 @@ def cmd_measure(args) -> int:
     entry, bits, board = _entry_bits(args)
     from bitswarm.env import read_environment
 
-    opts = {"repeat": args.repeat, "threads": args.tvm_threads, "cache_dir": read_environment().cache_dir}
+    opts = {"repeat": args.repeat, "threads": args.tvm_threads, "cache_dir": read_environment().cache_dir,
+            "lowering": args.lowering}
     if args.table:
         opts["table"] = args.table
     with get_cost_model("tvm", **opts) as cost_model:
@@ -69,7 +72,7 @@ def cmd_calibrate(args) -> int:
     bar = tqdm(total=args.train + args.test, desc="TVM latency samples", unit="config")
     from bitswarm.env import read_environment
 
-    with get_cost_model("tvm", repeat=args.repeat, threads=args.tvm_threads,
+    with get_cost_model("tvm", repeat=args.repeat, threads=args.tvm_threads, lowering=args.lowering,
                         cache_dir=read_environment().cache_dir) as cost_model:
         table = calibrate(entry, board, cost_model, args.train, args.test, args.seed,
                           progress=lambda i, n: bar.update(1))
@@ -97,6 +100,8 @@ def register(sub) -> None:
     b.add_argument("--tune", action="store_true", help="MetaSchedule-tune on this CPU (host targets only; the tuning "
                                                               "database is kept in the cache and reused)")
     b.add_argument("--tune-trials", type=int, default=64, help="MetaSchedule trials in all; default 64")
+    b.add_argument("--lowering", default="qcdq", choices=LOWERINGS,
+                   help="qcdq (float32 compute, as the deploy; default), int (integer codes, int32 sums) or float")
     b.set_defaults(fn=cmd_build)
     for name, fn, hlp in (("measure", cmd_measure, "latency through TVM RPC (the --cost tvm model)"),
                           ("calibrate", cmd_calibrate, "fit the per-layer latency table, report held-out error")):
@@ -104,6 +109,9 @@ def register(sub) -> None:
         common(p)
         p.add_argument("--repeat", type=int, default=30, help="timed repeats per configuration; default 30")
         p.add_argument("--tvm-threads", type=int, default=0, help="TVM threads on the target (0: its default)")
+        p.add_argument("--lowering", default="int", choices=LOWERINGS,
+                       help="TVM lowering whose latency is measured: int (integer codes, int32 sums; default), "
+                            "qcdq or float (dequantized to float32)")
         p.set_defaults(fn=fn)
     m = tsub.choices["measure"]
     m.add_argument("--max-latency-ms", type=float, default=None, help="report the violation of this limit")
