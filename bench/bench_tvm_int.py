@@ -8,12 +8,15 @@ model, each verified against qonnx' executor by ``compile_tvm``:
 * ``tvm_before``: QCDQ with the old build (``tvm.compile``'s default Relax pipeline, generic ``llvm``)
 * ``tvm_float``: QCDQ with bitswarm's CPU pipeline (fold, fuse, default schedule, ``mcpu`` of this CPU)
 * ``tvm_int``: ``lowering="int"`` (int8 codes, int32 sums; same pipeline)
+* ``tvm_int_tuned``: the same, MetaSchedule-tuned for ``--tune-trials`` trials (settings in ``--tune-bits``;
+  the tuning database kept in ``--tune-cache`` so that a re-run reuses it: ``tuning_reused`` in the row)
 
 plus onnxruntime on the QCDQ ONNX and PyTorch on the Brevitas model. Median of ``--repeat`` timings
 (each ~1 ms of calls), batch 1, 1 thread::
 
     TVM_NUM_THREADS=1 OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/bench_tvm_int.py \\
-        --models tfc cnv --bits default w2a2 w4a4 w8a8 --out bench/results/tvm_int.json
+        --models tfc cnv --bits default w2a2 w4a4 w8a8 --tune-trials 64 --tune-bits default \\
+        --tune-cache bench/results/tvm-tuning --out bench/results/tvm_int.json
 """
 
 from __future__ import annotations
@@ -73,19 +76,19 @@ def _diffs(lib_a: Path, lib_b: Path, shape, n: int = 8) -> tuple[float, int]:
     return max(d), sum(v > 1e-4 for v in d)
 
 
-def _build(q: Path, out: Path, lowering: str):
+def _build(q: Path, out: Path, lowering: str, **tune):
     """``compile_tvm`` verified against qonnx' executor; when that fails, the error and an unverified build
     (latency does not depend on it; e.g. a code flipped at a rounding tie at 8 bits)."""
     from bitswarm.boards import load_board
     from bitswarm.hw.tvm_build import TvmVerifyError, compile_tvm
 
     try:
-        return compile_tvm(q, load_board("host"), out, lowering=lowering), None
+        return compile_tvm(q, load_board("host"), out, lowering=lowering, **tune), None
     except TvmVerifyError as e:
-        return compile_tvm(q, load_board("host"), out, lowering=lowering, verify=False), str(e)
+        return compile_tvm(q, load_board("host"), out, lowering=lowering, verify=False, **tune), str(e)
 
 
-def bench(name: str, spec: str, repeat: int, tmp: Path) -> dict:
+def bench(name: str, spec: str, repeat: int, tmp: Path, tune: dict | None = None) -> dict:
     import onnxruntime as ort
 
     from bitswarm.hw.tvm_runner import measure
@@ -107,7 +110,13 @@ def bench(name: str, spec: str, repeat: int, tmp: Path) -> dict:
     shape = fl.input_shape
     row = {"model": name, "bits": bits.short(), "spec": spec, "threads": 1, "export_mismatch": export_note,
            "float_verify_error": fl_err, "int_verify_error": it_err}
-    for key, lib in (("tvm_before_ms", before), ("tvm_float_ms", fl.lib_path), ("tvm_int_ms", it.lib_path)):
+    libs = [("tvm_before_ms", before), ("tvm_float_ms", fl.lib_path), ("tvm_int_ms", it.lib_path)]
+    if tune:
+        tuned, row["int_tuned_verify_error"] = _build(q, out / "int-tuned", "int", tune=True, **tune)
+        libs.append(("tvm_int_tuned_ms", tuned.lib_path))
+        row.update(tune_trials=tune["tune_trials"], tuning_reused=tuned.tuning_reused,
+                   tune_seconds=round(tuned.seconds, 1), int_tuned_vs_qonnx=tuned.verified_max_abs_diff)
+    for key, lib in libs:
         row[key] = measure(lib, shape, repeat=repeat, threads=1)["latency_ms_median"]
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
@@ -127,15 +136,18 @@ def bench(name: str, spec: str, repeat: int, tmp: Path) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| model | bits | TVM before (ms) | TVM float (ms) | TVM int (ms) | onnxruntime (ms) | PyTorch (ms) "
+    head = ("| model | bits | TVM before (ms) | TVM float (ms) | TVM int (ms) | TVM int + tuned (ms) "
+            "| onnxruntime (ms) | PyTorch (ms) | int + tuned / onnxruntime "
             "| max \\|int - float\\| (inputs > 1e-4 of 8) |")
-    lines = [head, "|" + "---|" * 8]
+    lines = [head, "|" + "---|" * 10]
     for r in rows:
-        fl, it = ("*" if r.get(f"{k}_verify_error") else "" for k in ("float", "int"))
+        fl, it, tu = ("*" if r.get(f"{k}_verify_error") else "" for k in ("float", "int", "int_tuned"))
+        tuned = r.get("tvm_int_tuned_ms")
+        t_cell, ratio = ("–", "–") if tuned is None else (f"{tuned:.3f}{tu}", f"{tuned / r['onnxruntime_ms']:.2f}x")
         lines.append(f"| {r['model']} | {r['spec']} | {r['tvm_before_ms']:.3f} | {r['tvm_float_ms']:.3f}{fl} | "
-                     f"{r['tvm_int_ms']:.3f}{it} | {r['onnxruntime_ms']:.3f} | {r['torch_ms']:.3f} | "
-                     f"{r['int_vs_float']:.2g} ({r['int_vs_float_flips']}) |")
-    if any(r.get("float_verify_error") or r.get("int_verify_error") for r in rows):
+                     f"{r['tvm_int_ms']:.3f}{it} | {t_cell} | {r['onnxruntime_ms']:.3f} | {r['torch_ms']:.3f} | "
+                     f"{ratio} | {r['int_vs_float']:.2g} ({r['int_vs_float_flips']}) |")
+    if any(r.get(f"{k}_verify_error") for r in rows for k in ("float", "int", "int_tuned")):
         lines.append("\n\\* failed verification against qonnx' executor (see the JSON); timed unverified")
     return "\n".join(lines)
 
@@ -146,6 +158,9 @@ def main() -> None:
     p.add_argument("--bits", nargs="+", default=["default", "w2a2", "w4a4", "w8a8"],
                    help="'default' or wNaM (uniform N-bit weights, M-bit activations)")
     p.add_argument("--repeat", type=int, default=30)
+    p.add_argument("--tune-trials", type=int, default=0, help="MetaSchedule trials of the tuned int build (0: none)")
+    p.add_argument("--tune-bits", nargs="+", default=["default"], help="the settings tuned (tuning takes minutes)")
+    p.add_argument("--tune-cache", default=None, help="directory that keeps the tuning databases (re-runs reuse them)")
     p.add_argument("--out", default=None, help="JSON file for the rows")
     args = p.parse_args()
     rows, failed = [], []
@@ -153,7 +168,9 @@ def main() -> None:
         for m in args.models:
             for b in args.bits:
                 try:
-                    rows.append(bench(m, b, args.repeat, Path(d)))
+                    tune = {"tune_trials": args.tune_trials, "tune_cache": args.tune_cache and Path(args.tune_cache)} \
+                        if args.tune_trials and b in args.tune_bits else None
+                    rows.append(bench(m, b, args.repeat, Path(d), tune))
                 except Exception as e:  # noqa: BLE001 - one failed setting is reported, the others still run
                     failed.append({"model": m, "spec": b, "error": f"{type(e).__name__}: {e}"})
                     print(json.dumps(failed[-1]), flush=True)
