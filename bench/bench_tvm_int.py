@@ -8,8 +8,10 @@ model, each verified against qonnx' executor by ``compile_tvm``:
 * ``tvm_before``: QCDQ with the old build (``tvm.compile``'s default Relax pipeline, generic ``llvm``)
 * ``tvm_float``: QCDQ with bitswarm's CPU pipeline (fold, fuse, default schedule, ``mcpu`` of this CPU)
 * ``tvm_int``: ``lowering="int"`` (int8 codes, int32 sums; same pipeline)
-* ``tvm_int_tuned``: the same, MetaSchedule-tuned for ``--tune-trials`` trials (settings in ``--tune-bits``;
-  the tuning database kept in ``--tune-cache`` so that a re-run reuses it: ``tuning_reused`` in the row)
+* ``tvm_int_tuned``: ``--tune``: the same, MetaSchedule-tuned for ``--tune-trials`` trials (settings in
+  ``--tune-bits``; the tuning database kept in ``--tune-cache`` so that a re-run reuses it: ``tuning_reused``),
+  the faster of the tuned and the default-schedule library kept (``tuning_kept``; the MetaSchedule
+  library's own time: ``metaschedule_ms``)
 
 plus onnxruntime on the QCDQ ONNX and PyTorch on the Brevitas model. Median of ``--repeat`` timings
 (each ~1 ms of calls), batch 1, 1 thread::
@@ -114,6 +116,8 @@ def bench(name: str, spec: str, repeat: int, tmp: Path, tune: dict | None = None
     if tune:
         tuned, row["int_tuned_verify_error"] = _build(q, out / "int-tuned", "int", tune=True, **tune)
         libs.append(("tvm_int_tuned_ms", tuned.lib_path))
+        info = json.loads((out / "int-tuned" / "model.json").read_text())["tuning"]
+        row.update(tuning_kept=tuned.tuning_kept, metaschedule_ms=info["tuned_ms"])
         row.update(tune_trials=tune["tune_trials"], tuning_reused=tuned.tuning_reused,
                    tune_seconds=round(tuned.seconds, 1), int_tuned_vs_qonnx=tuned.verified_max_abs_diff)
     for key, lib in libs:
@@ -136,16 +140,18 @@ def bench(name: str, spec: str, repeat: int, tmp: Path, tune: dict | None = None
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| model | bits | TVM before (ms) | TVM float (ms) | TVM int (ms) | TVM int + tuned (ms) "
+    head = ("| model | bits | TVM before (ms) | TVM float (ms) | TVM int (ms) | int, MetaSchedule (ms) "
+            "| TVM int + tuned = faster kept (ms) "
             "| onnxruntime (ms) | PyTorch (ms) | int + tuned / onnxruntime "
             "| max \\|int - float\\| (inputs > 1e-4 of 8) |")
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         fl, it, tu = ("*" if r.get(f"{k}_verify_error") else "" for k in ("float", "int", "int_tuned"))
         tuned = r.get("tvm_int_tuned_ms")
         t_cell, ratio = ("–", "–") if tuned is None else (f"{tuned:.3f}{tu}", f"{tuned / r['onnxruntime_ms']:.2f}x")
+        ms = "–" if r.get("metaschedule_ms") is None else f"{r['metaschedule_ms']:.3f}"
         lines.append(f"| {r['model']} | {r['spec']} | {r['tvm_before_ms']:.3f} | {r['tvm_float_ms']:.3f}{fl} | "
-                     f"{r['tvm_int_ms']:.3f}{it} | {t_cell} | {r['onnxruntime_ms']:.3f} | {r['torch_ms']:.3f} | "
+                     f"{r['tvm_int_ms']:.3f}{it} | {ms} | {t_cell} | {r['onnxruntime_ms']:.3f} | {r['torch_ms']:.3f} | "
                      f"{ratio} | {r['int_vs_float']:.2g} ({r['int_vs_float_flips']}) |")
     if any(r.get(f"{k}_verify_error") for r in rows for k in ("float", "int", "int_tuned")):
         lines.append("\n\\* failed verification against qonnx' executor (see the JSON); timed unverified")

@@ -37,12 +37,9 @@ from bitswarm.boards import Board
 from bitswarm.errors import BitswarmError, ConfigError, ToolMissingError
 from bitswarm.hw.tvm_lower import to_qcdq
 from bitswarm.hw.tvm_schedule import cpu_pipeline
+from bitswarm.hw.tvm_tune import TvmTuneUnavailableError, keep_faster, tune_module
 
 TARGET_KINDS = ("llvm", "cuda")
-
-
-class TvmTuneUnavailableError(BitswarmError):
-    """MetaSchedule tuning was asked for but is not available."""
 
 
 class TvmVerifyError(BitswarmError):
@@ -61,6 +58,7 @@ class TvmBuildResult:
     tuned: bool = False
     latency_ms: float | None = None  # median on this CPU (host builds only; in-process, not over RPC)
     tuning_reused: bool = False  # the tuning database kept in the cache was applied (no new trials)
+    tuning_kept: str | None = None  # with tune: "tuned" or "default", whichever library was faster here
 
 
 def is_host_target(target: dict[str, Any]) -> bool:
@@ -117,6 +115,11 @@ def import_onnx(onnx_path: Path):
     mod = from_onnx(onnx.load(str(onnx_path)), keep_params_in_input=False)
     mod = relax.transform.DecomposeOpsForInference()(mod)
     return mod
+
+
+def _export(ex, path: Path, fcompile) -> Path:
+    ex.export_library(str(path), fcompile=fcompile) if fcompile else ex.export_library(str(path))
+    return path
 
 
 def _graph_input(onnx_path: Path) -> tuple[str, tuple[int, ...]]:
@@ -191,45 +194,28 @@ def _qonnx_reference(qonnx_path: Path):
     return lambda x: execute_onnx(m, {iname: x})[oname]
 
 
-TUNING_RECORDS = "database_tuning_record.json"  # MetaSchedule's JSON database in a work dir
-
-
-def tuning_dir(cache_dir: Path, mod, target, trials: int) -> Path:
-    """Where the tuning database of ``mod`` for ``target`` and ``trials`` is kept: keyed by the module's
-    content (its TVMScript), the target and the trial budget, so a second build of the same model reuses it."""
-    from bitswarm.cachekey import digest
-
-    return Path(cache_dir) / "tvm-tuning" / digest(mod.script(), str(target), trials)
-
-
-def tune_module(mod, board: Board, target_dict: dict[str, Any], work_dir: Path | None, trials: int,
-                cache_dir: Path | None = None):
-    """MetaSchedule-tune ``mod`` on this CPU and apply the tuned schedules (the module to compile, target,
-    whether a kept database was reused instead of tuning).
-
-    Uses Relax's ``static_shape_tuning_pipeline`` (tune, then ``MetaScheduleApplyDatabase`` on the
-    fused TIR); MetaSchedule needs ``num-cores`` in the target (added from ``board.cpu.cores``), and
-    ``mcpu`` defaults to this CPU's (as in :func:`make_target`). With ``cache_dir`` the database lives
-    there (:func:`tuning_dir`); one that holds records is applied as it is (0 trials), not re-tuned.
-    """
+def _compile(mod, shape: tuple[int, ...], board: Board, target, fcompile, out_dir: Path, name: str,
+             tune: tuple[int, Path | None] | None):
+    """``out_dir/<name>.so`` with bitswarm's CPU pipeline; with ``tune`` (trials, cache dir) also a
+    MetaSchedule-tuned build, the faster of the two kept. -> (library, tuning database reused, choice)."""
     import tvm
-    from tvm import relax
 
-    if not is_host_target(target_dict):
-        raise TvmTuneUnavailableError(f"--tune: board {board.name}'s target is not this CPU; tuning measures "
-                                      "candidates locally (an RPC runner on the board is not wired)")
-    from tvm.target.codegen import llvm_get_system_cpu
-
-    spec = {"mcpu": llvm_get_system_cpu(), **target_dict,
-            "num-cores": int(target_dict.get("num-cores", board.cpu.cores))}
-    target = tvm.target.Target(spec)
-    if cache_dir is not None:
-        work_dir = tuning_dir(cache_dir, mod, target, trials)
-    reused = (Path(work_dir) / TUNING_RECORDS).exists()
-    per_task = max(4, trials // 8)
-    pipeline = relax.pipeline.static_shape_tuning_pipeline(0 if reused else trials, target, work_dir=str(work_dir),
-                                                          max_trials_per_task=per_task)
-    return pipeline(mod), target, reused
+    target_dict = dict(board.cpu.tvm_target)
+    tuned, reused, choice = None, False, None
+    if tune is not None:
+        if not is_host_target(target_dict):
+            raise TvmTuneUnavailableError(f"--tune: board {board.name}'s target is not this CPU; tuning measures "
+                                          "candidates locally (an RPC runner on the board is not wired)")
+        tuned_mod, tuned_target, reused = tune_module(mod, target_dict, board.cpu.cores, out_dir / f"{name}.tuning",
+                                                      *tune)
+        tuned = _export(tvm.compile(tuned_mod, tuned_target, relax_pipeline="default"), out_dir / f".{name}.tuned.so",
+                        fcompile)
+    pipeline = cpu_pipeline(target) if target.kind.name == "llvm" else "default"
+    lib = _export(tvm.compile(mod, target, relax_pipeline=pipeline), out_dir / f".{name}.tmp.so", fcompile)
+    if tuned is not None:  # MetaSchedule on a small trial budget can lose to the default schedule
+        choice = keep_faster(tuned, lib, shape)
+        tuned.replace(lib) if choice.kept == "tuned" else tuned.unlink()
+    return lib.replace(out_dir / f"{name}.so"), reused, choice
 
 
 def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Path, *, tune: bool = False,
@@ -260,18 +246,8 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
     if input_shape is not None and tuple(input_shape) != shape[1:]:
         raise ConfigError(str(src), "input shape", f"the model takes {shape[1:]}, not {tuple(input_shape)}")
     mod = import_onnx(onnx_path)
-    import tvm
-
-    reused = False
-    if tune:
-        mod, target, reused = tune_module(mod, board, target_dict, out_dir / f"{name}.tuning", tune_trials,
-                                          tune_cache)
-    pipeline = cpu_pipeline(target) if target.kind.name == "llvm" and not tune else "default"
-    ex = tvm.compile(mod, target, relax_pipeline=pipeline)
-    lib = out_dir / f"{name}.so"
-    tmp = out_dir / f".{name}.tmp.so"
-    ex.export_library(str(tmp), fcompile=fcompile) if fcompile else ex.export_library(str(tmp))
-    tmp.replace(lib)
+    lib, reused, choice = _compile(mod, shape, board, target, fcompile, out_dir, name,
+                                   (tune_trials, tune_cache) if tune else None)
     diff, against = None, None
     if verify and is_host_target(target_dict):
         ref = _torch_reference(torch_model) if torch_model is not None else _qonnx_reference(src)
@@ -292,6 +268,9 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
         latency = measure(lib, shape, repeat=20)["latency_ms_median"]
     info = {"target": target_dict, "input_name": iname, "input_shape": list(shape), "dtype": "float32",
             "verified_max_abs_diff": diff, "verified_against": against, "tuned": tune, "latency_ms": latency,
-            "lowering": lowering, "tuning_reused": reused}
+            "lowering": lowering, "tuning_reused": reused,
+            "tuning": None if choice is None else {"kept": choice.kept, "tuned_ms": choice.tuned_ms,
+                                                   "default_schedule_ms": choice.default_ms}}
     (out_dir / f"{name}.json").write_text(json.dumps(info, indent=2))
-    return TvmBuildResult(lib, target_dict, shape, diff, time.time() - t0, onnx_path, against, tune, latency, reused)
+    return TvmBuildResult(lib, target_dict, shape, diff, time.time() - t0, onnx_path, against, tune, latency, reused,
+                          None if choice is None else choice.kept)

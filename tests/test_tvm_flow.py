@@ -111,6 +111,10 @@ def test_tuning_applies_meta_schedule_and_stays_correct(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
     r = compile_tvm(path, load_board("host"), tmp_path / "out", tune=True, tune_trials=4)
     assert r.tuned and r.verified_max_abs_diff < 1e-4 and not r.tuning_reused
+    # the tuned and the default-schedule libraries are both timed; the faster one is the build's library
+    t = json.loads((tmp_path / "out" / "model.json").read_text())["tuning"]
+    assert r.tuning_kept == ("tuned" if t["tuned_ms"] <= t["default_schedule_ms"] else "default")
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.so")) == ["model.so"]
     assert (tmp_path / "out" / "model.tuning" / "database_tuning_record.json").stat().st_size > 0
     # with a cache: the first build tunes into it, the second applies the kept database without tuning
     cache = tmp_path / "cache"
@@ -123,7 +127,7 @@ def test_tuning_applies_meta_schedule_and_stays_correct(tmp_path):
 
 
 def test_tuning_a_cross_target_is_one_clear_error(tfc_qonnx, tmp_path):
-    from bitswarm.hw.tvm_build import TvmTuneUnavailableError
+    from bitswarm.hw.tvm_tune import TvmTuneUnavailableError
 
     if shutil.which("arm-linux-gnueabihf-g++") is None:
         pytest.skip("needs g++-arm-linux-gnueabihf")
