@@ -1,5 +1,5 @@
-"""bitswarm's own BBPSO variant (``--algo bitswarm``, ours, not the paper's): cost-aware importance, an
-initial swarm repaired toward feasibility with the cost model, unbiased moves.
+"""bitswarm's own BBPSO variant (``--algo bitswarm``, ours, not the paper's): importance from accuracy
+sensitivity, an initial swarm repaired toward feasibility with the cost model, unbiased moves.
 
 What the TFC benchmark showed about the faithful BBPSO-Quantizer (docs/SEARCH.md, BENCHMARKS.md):
 
@@ -10,14 +10,16 @@ What the TFC benchmark showed about the faithful BBPSO-Quantizer (docs/SEARCH.md
 
 The variant changes exactly these things and keeps the rest (memory, local search every gamma, Deb's rule):
 
-1. **Importance per weight**: the Eq. 6 norm divided by ``sqrt(fan-in)`` (the filters' RMS weight), so
-   a layer is not important merely for being wide (:func:`per_weight_norms`), mapped by Eq. 5 with a
-   gentler range (``alpha = 1``), so the prior tilts the start rather than deciding it.
+1. **Importance from accuracy**: each variable's post-training-quantization sensitivity (the accuracy
+   lost when it alone takes its lowest candidates; :func:`bitswarm.search.sensitivity.ptq_sensitivity`,
+   computed by :func:`bitswarm.search.api.start_prior`), mapped by Eq. 5 with a gentler range
+   (``alpha = 1``), so the prior tilts the start rather than deciding it.
 2. **Feasibility-repaired start**: each importance-centred initial position whose cost (the search's
    cost model, no training) violates a constraint is moved toward the cheapest corner along
-   ``p_j(s) = round(p0_j * s ** w_j)``, ``w_j`` the variable's share of the model's bit operations
-   relative to the mean (clamped to [1/3, 3]), so costly variables give up bits first; ``s`` is the
-   largest of a bisection's values whose position is feasible (:meth:`BitswarmPSO.repair`).
+   ``p_j(s) = round(p0_j * s ** w_j)``, ``w_j`` the cost the variable saves per accuracy it loses
+   (its share of the bit operations / its sensitivity), relative to the geometric mean and clamped to
+   [1/3, 3], so costly, cheap-to-lose variables give up bits first; ``s`` is the largest of a
+   bisection's values whose position is feasible (:meth:`BitswarmPSO.repair`).
    Each particle draws its own exponents (``w_j`` times a factor in [0.5, 2]), so the repaired starts
    differ in *which* variables gave up bits.
 3. **Unbiased moves**: Kennedy's Gaussian around the mean of Pb and Gb (Eq. 2), rounded, in each
@@ -61,7 +63,7 @@ def cost_weights(entry: ZooEntry, variables: tuple[Variable, ...]) -> np.ndarray
 class BitswarmPSO(BBPSO):
     """BBPSO-Quantizer with the four changes of the module docstring; ask/tell like :class:`BBPSO`."""
 
-    #: Eq. 5's range for the per-weight importance: 1 maps it to [0.27, 0.73] x beta (the paper's 4 gives
+    #: Eq. 5's range for the sensitivity importance: 1 maps it to [0.27, 0.73] x beta (the paper's 4 gives
     #: [0.02, 0.98], which starts the least important layer at its lowest candidate whatever it costs)
     alpha = 1.0
 
