@@ -57,32 +57,43 @@ def table(out: Path, algos: list[str]) -> str:
     return head + "\n".join(rows) + f"\n\nFriedman p: validation {fr_v:.3g}, test {fr_t:.3g}.\n"
 
 
+def _curves(out: Path, algo: str, x_key: str, grid: np.ndarray) -> np.ndarray:
+    """Best feasible validation accuracy of each seed at the points of ``grid`` (NaN before the first
+    feasible one); x = trained evaluations, or wall-clock seconds (the run's loop plus its start prior)."""
+    curves = []
+    for h in sorted(out.glob(f"{algo}-s*/history.json")):
+        rounds = json.loads(h.read_text())
+        start = json.loads((h.parent / "result.json").read_text()).get("start_s", 0.0) if x_key == "wall_s" else 0
+        xs = [r[x_key] + start for r in rounds]
+        best = [r["best_fitness"] if r["best_violation"] == 0 else np.nan for r in rounds]
+        curves.append([best[i - 1] if (i := np.searchsorted(xs, g, side="right")) > 0 else np.nan for g in grid])
+    return np.array(curves, float)
+
+
 def convergence_plot(out: Path, algos: list[str], png: Path, title: str) -> None:
-    """Mean over seeds of the best feasible validation accuracy after n evaluations."""
+    """Mean over seeds of the best feasible validation accuracy, by trained evaluations and by wall-clock."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    grid = np.arange(0, 1 + max(json.loads(h.read_text())[-1]["evaluations"] for h in out.glob("*-s*/history.json")))
-    for algo in algos:
-        curves = []
-        for h in sorted(out.glob(f"{algo}-s*/history.json")):
-            rounds = json.loads(h.read_text())
-            ev = [r["evaluations"] for r in rounds]
-            best = [r["best_fitness"] if r["best_violation"] == 0 else np.nan for r in rounds]
-            curves.append([best[i - 1] if (i := np.searchsorted(ev, g, side="right")) > 0 else np.nan for g in grid])
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # no seed feasible yet at the first evaluations
-            ax.plot(grid, np.nanmean(np.array(curves, float), axis=0), label=algo)
-    ax.set_xlabel("evaluations")
-    ax.set_ylabel("best feasible val. accuracy\n(mean over seeds feasible so far)")
-    ax.set_title(title, fontsize=9)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    hist = [json.loads(h.read_text())[-1] for h in out.glob("*-s*/history.json")]
+    for ax, key, label in ((axes[0], "evaluations", "trained evaluations"),
+                           (axes[1], "wall_s", "wall-clock of the run (s, 1 thread)")):
+        top = max(r[key] for r in hist)
+        grid = np.arange(0, top + 1) if key == "evaluations" else np.linspace(0, top, 400)
+        for algo in algos:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # no seed feasible yet at the first evaluations
+                ax.plot(grid, np.nanmean(_curves(out, algo, key, grid), axis=0), label=algo)
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("best feasible val. accuracy\n(mean over seeds feasible so far)")
+    fig.suptitle(title, fontsize=9)
     if "cifar" not in out.name:
-        ax.set_ylim(0.95, 0.98)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        axes[0].set_ylim(0.95, 0.98)
+    axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
 

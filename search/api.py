@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -224,7 +225,9 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
     problem = QuantProblem(entry, data, fp_state, board, cost_model, spec.constraints, spec.eval_recipe,
                            spec.val_samples, spec.seed if spec.eval_seed is None else spec.eval_seed,
                            FitnessMemo(spec.fitness_memo) if spec.fitness_memo else None)
+    t_start = time.time()
     imp, weights = start_prior(spec.algo, entry, fp_state, space, spec.settings, data)
+    start_s = time.time() - t_start
     searcher = make_searcher(spec.algo, space, spec.settings, spec.seed, imp,
                              probe=lambda pos: problem.cost(space.to_bits(pos))[1], weights=weights)
     signature = {"model": entry.name, "board": board.name, "algo": spec.algo, "settings": repr(searcher.s),
@@ -242,6 +245,7 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
     result = run_search(space, searcher, problem.evaluate, run_dir, signature, screening=searcher.s.screening,
                         seed=spec.seed, progress=progress, on_eval=on_eval, budget=spec.budget, executor=executor)
     result["fp_val_acc"] = evaluate(fp_model, data.val.subset(spec.val_samples))
+    result["start_s"] = round(start_s, 2)  # the initial swarm's prior (the variant's sensitivity passes)
     if not result["feasible"]:  # nothing to fine-tune or export; journal, history.json and result.json stay
         return result
     return _winner(entry, data, board, fp_model, fp_state, spec, run_dir, env, progress, arch, result)
