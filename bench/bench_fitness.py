@@ -7,6 +7,9 @@ is appended to ``--out`` as it is measured, so a killed run resumes where it sto
 
     BITSWARM_DATA_DIR=../shared/datasets .venv/bin/python bench/bench_fitness.py --model tfc --n 30 \
         --max-avg-bits 3 --threads 1 --out bench/results/fitness-tfc.json
+    BITSWARM_DATA_DIR=../shared/datasets .venv/bin/python bench/bench_fitness.py \
+        --model bench/models/cifar_smallcnn.py:build --dataset cifar10 --fp-epochs 10 --n 30 --max-avg-bits 4 \
+        --fidelities full,full-seed1,e2-n8000,e1-n8000,e1-n2000 --threads 1 --out bench/results/fitness-cifar.json
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from bitswarm.hw.cost import Constraint, get_cost_model
 from bitswarm.search.api import build_space
 from bitswarm.search.bbpso import random_position
 from bitswarm.search.problem import EVAL_RECIPE, QuantProblem
-from bitswarm.workflow import fp_recipe, resolve_model_and_data, set_threads, train_float
+from bitswarm.workflow import fp_recipe, resolve_model_and_data, scaled, set_threads, train_float
 
 #: name -> (fine-tune recipe, validation images, seed); ``full`` is the paper's §5.3.1 recipe (2 epochs,
 #: all data); ``full-seed1`` is the same with another seed: its rank correlation with ``full`` is the
@@ -56,7 +59,9 @@ def configurations(entry, board, limit: float, n: int, seed: int) -> list:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="tfc")
+    ap.add_argument("--model", default="tfc", help="zoo name or path/to/file.py:build (then --dataset)")
+    ap.add_argument("--dataset", default=None, help="a user model's dataset (e.g. cifar10)")
+    ap.add_argument("--fp-epochs", type=int, default=None, help="float training epochs (as `bitswarm compare`'s)")
     ap.add_argument("--n", type=int, default=30)
     ap.add_argument("--max-avg-bits", type=float, default=3.0)
     ap.add_argument("--fidelities", default=",".join(FIDELITIES))
@@ -66,8 +71,9 @@ def main() -> None:
     args = ap.parse_args()
     set_threads(args.threads)
     env, board = read_environment(), load_board("pynq-z2")
-    entry, data, _ = resolve_model_and_data(args.model, None, None, env)
-    fp = train_float(entry, data, 0, fp_recipe(entry.dataset, entry.name), env, progress=False).model
+    entry, data, _ = resolve_model_and_data(args.model, args.dataset, None, env)
+    fp = train_float(entry, data, 0, scaled(fp_recipe(entry.dataset, entry.name), args.fp_epochs), env,
+                     progress=False).model
     fp_state = {k: v.detach().clone() for k, v in fp.state_dict().items()}
     out = Path(args.out)
     rows = json.loads(out.read_text()) if out.exists() else []
