@@ -1,9 +1,11 @@
 """MetaSchedule tuning for host builds (``--tune``), with the tuning database kept in the cache.
 
-On 2 cores a trial budget that fits (tens of trials over all of a model's tasks) often finds schedules
-slower than bitswarm's default CPU schedule (:mod:`bitswarm.hw.tvm_schedule`): TFC, 8 trials, took
-0.047 ms tuned vs 0.0054 ms with the default schedule. So a tuned build is timed against the default
-one and the faster library is kept (:func:`keep_faster`); the build info says which.
+Relax's tuning pipeline with builder/runner timeouts that fit 2 loaded cores (MetaSchedule's 30 s default
+failed every build here, so nothing was tuned and the unscheduled loop nests were compiled: 0.047 ms for
+TFC instead of 0.005). On a trial budget that fits (16-64 trials over all of a model's tasks) MetaSchedule
+may still lose to bitswarm's default CPU schedule (:mod:`bitswarm.hw.tvm_schedule`; TFC int, 16 trials:
+0.0054 ms tuned vs 0.0045 ms), so a tuned build is timed against the default one and the faster library is
+kept (:func:`keep_faster`); the build info says which.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ def tune_module(mod, target_dict: dict[str, Any], cores: int, work_dir: Path | N
     one that holds records is applied as it is (0 trials), not re-tuned.
     """
     import tvm
-    from tvm import relax
     from tvm.target.codegen import llvm_get_system_cpu
 
     spec = {"mcpu": llvm_get_system_cpu(), **target_dict, "num-cores": int(target_dict.get("num-cores", cores))}
@@ -55,10 +56,40 @@ def tune_module(mod, target_dict: dict[str, Any], cores: int, work_dir: Path | N
     if cache_dir is not None:
         work_dir = tuning_dir(cache_dir, mod, target, trials)
     reused = (Path(work_dir) / TUNING_RECORDS).exists()
-    per_task = max(4, trials // 8)
-    pipeline = relax.pipeline.static_shape_tuning_pipeline(0 if reused else trials, target, work_dir=str(work_dir),
-                                                          max_trials_per_task=per_task)
-    return pipeline(mod), target, reused
+    return _tuning_pipeline(0 if reused else trials, target, str(work_dir))(mod), target, reused
+
+
+#: seconds a MetaSchedule builder/runner batch may take: each batch starts fresh worker processes, which
+#: import TVM (~30 s on these loaded 2 cores); MetaSchedule's default of 30 s failed every build here
+WORKER_TIMEOUT_S = 300
+
+
+def _tuning_pipeline(trials: int, target, work_dir: str):
+    """Relax's ``static_shape_tuning_pipeline`` (zero pipeline, tune, apply the database) with builder and
+    runner timeouts that fit this machine (:data:`WORKER_TIMEOUT_S`)."""
+    import tvm
+    from tvm import relax
+    from tvm.s_tir import meta_schedule as ms
+
+    per_task = max(4, trials // 4)
+
+    @tvm.transform.module_pass(opt_level=0, name="BitswarmTune")
+    def _tune(mod, _ctx):
+        if trials > 0:
+            ms.relax_integration.tune_relax(
+                mod, {}, target, work_dir, trials, per_task, num_trials_per_iter=min(16, per_task),
+                builder=ms.builder.LocalBuilder(timeout_sec=WORKER_TIMEOUT_S),
+                runner=ms.runner.LocalRunner(timeout_sec=WORKER_TIMEOUT_S))
+        return mod
+
+    @tvm.transform.module_pass(opt_level=0, name="BitswarmTuningPipeline")
+    def _pipeline(mod, _ctx):
+        with target:  # MetaScheduleApplyDatabase reads the target when it is constructed
+            passes = [relax.transform.DecomposeOpsForInference(), relax.transform.CanonicalizeBindings(),
+                      relax.get_pipeline("zero"), _tune, relax.transform.MetaScheduleApplyDatabase(work_dir)]
+            return tvm.transform.Sequential(passes)(mod)
+
+    return _pipeline
 
 
 def keep_faster(tuned: Path, default: Path, shape: tuple[int, ...], repeat: int = 20) -> TuneChoice:
