@@ -116,9 +116,8 @@ def bench(name: str, spec: str, repeat: int, tmp: Path, tune: dict | None = None
     if tune:
         tuned, row["int_tuned_verify_error"] = _build(q, out / "int-tuned", "int", tune=True, **tune)
         libs.append(("tvm_int_tuned_ms", tuned.lib_path))
-        info = json.loads((out / "int-tuned" / "model.json").read_text())["tuning"]
-        row.update(tuning_kept=tuned.tuning_kept, metaschedule_ms=info["tuned_ms"])
-        row.update(tune_trials=tune["tune_trials"], tuning_reused=tuned.tuning_reused,
+        row.update(tuning_kept=tuned.tuning_kept, metaschedule_ms=tuned.tuning.tuned_ms,
+                   tune_trials=tune["tune_trials"], tuning_reused=tuned.tuning_reused,
                    tune_seconds=round(tuned.seconds, 1), int_tuned_vs_qonnx=tuned.verified_max_abs_diff)
     for key, lib in libs:
         row[key] = measure(lib, shape, repeat=repeat, threads=1)["latency_ms_median"]

@@ -24,6 +24,7 @@ this CPU (``mcpu``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -37,7 +38,7 @@ from bitswarm.boards import Board
 from bitswarm.errors import BitswarmError, ConfigError, ToolMissingError
 from bitswarm.hw.tvm_lower import to_qcdq
 from bitswarm.hw.tvm_schedule import cpu_pipeline
-from bitswarm.hw.tvm_tune import TvmTuneUnavailableError, keep_faster, tune_module
+from bitswarm.hw.tvm_tune import TuneChoice, TvmTuneUnavailableError, keep_faster, tune_module
 
 TARGET_KINDS = ("llvm", "cuda")
 
@@ -58,7 +59,12 @@ class TvmBuildResult:
     tuned: bool = False
     latency_ms: float | None = None  # median on this CPU (host builds only; in-process, not over RPC)
     tuning_reused: bool = False  # the tuning database kept in the cache was applied (no new trials)
-    tuning_kept: str | None = None  # with tune: "tuned" or "default", whichever library was faster here
+    tuning: TuneChoice | None = None  # with tune: both libraries' times and which one was kept
+
+    @property
+    def tuning_kept(self) -> str | None:
+        """With tune: "tuned" or "default", whichever library was faster here."""
+        return None if self.tuning is None else self.tuning.kept
 
 
 def is_host_target(target: dict[str, Any]) -> bool:
@@ -214,7 +220,10 @@ def _compile(mod, shape: tuple[int, ...], board: Board, target, fcompile, out_di
     lib = _export(tvm.compile(mod, target, relax_pipeline=pipeline), out_dir / f".{name}.tmp.so", fcompile)
     if tuned is not None:  # MetaSchedule on a small trial budget can lose to the default schedule
         choice = keep_faster(tuned, lib, shape)
-        tuned.replace(lib) if choice.kept == "tuned" else tuned.unlink()
+        if choice.kept == "tuned":
+            tuned.replace(lib)
+        else:
+            tuned.unlink()
     return lib.replace(out_dir / f"{name}.so"), reused, choice
 
 
@@ -269,8 +278,7 @@ def compile_tvm(qonnx_or_onnx_path: str | Path, board: Board, out_dir: str | Pat
     info = {"target": target_dict, "input_name": iname, "input_shape": list(shape), "dtype": "float32",
             "verified_max_abs_diff": diff, "verified_against": against, "tuned": tune, "latency_ms": latency,
             "lowering": lowering, "tuning_reused": reused,
-            "tuning": None if choice is None else {"kept": choice.kept, "tuned_ms": choice.tuned_ms,
-                                                   "default_schedule_ms": choice.default_ms}}
+            "tuning": None if choice is None else dataclasses.asdict(choice)}
     (out_dir / f"{name}.json").write_text(json.dumps(info, indent=2))
     return TvmBuildResult(lib, target_dict, shape, diff, time.time() - t0, onnx_path, against, tune, latency, reused,
-                          None if choice is None else choice.kept)
+                          choice)

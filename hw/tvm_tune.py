@@ -27,7 +27,7 @@ class TvmTuneUnavailableError(BitswarmError):
 class TuneChoice:
     kept: str  # "tuned" or "default": the faster of the two libraries
     tuned_ms: float
-    default_ms: float
+    default_schedule_ms: float
 
 
 def tuning_dir(cache_dir: Path, mod, target, trials: int) -> Path:
@@ -43,8 +43,8 @@ def tune_module(mod, target_dict: dict[str, Any], cores: int, work_dir: Path | N
     """MetaSchedule-tune ``mod`` on this CPU and apply the tuned schedules (the module to compile, target,
     whether a kept database was reused instead of tuning).
 
-    Uses Relax's ``static_shape_tuning_pipeline`` (tune, then ``MetaScheduleApplyDatabase`` on the
-    fused TIR); MetaSchedule needs ``num-cores`` in the target (``cores`` unless the target says), and
+    Runs :func:`_tuning_pipeline` (Relax's tuning pipeline: tune, then ``MetaScheduleApplyDatabase`` on
+    the fused TIR); MetaSchedule needs ``num-cores`` in the target (``cores`` unless the target says), and
     ``mcpu`` defaults to this CPU's. With ``cache_dir`` the database lives there (:func:`tuning_dir`);
     one that holds records is applied as it is (0 trials), not re-tuned.
     """
