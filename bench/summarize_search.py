@@ -57,17 +57,55 @@ def table(out: Path, algos: list[str]) -> str:
     return head + "\n".join(rows) + f"\n\nFriedman p: validation {fr_v:.3g}, test {fr_t:.3g}.\n"
 
 
-def _curves(out: Path, algo: str, x_key: str, grid: np.ndarray) -> np.ndarray:
-    """Best feasible validation accuracy of each seed at the points of ``grid`` (NaN before the first
-    feasible one); x = trained evaluations, or wall-clock seconds (the run's loop plus its start prior)."""
-    curves = []
-    for h in sorted(out.glob(f"{algo}-s*/history.json")):
-        rounds = json.loads(h.read_text())
+def _journal(run: Path) -> list[tuple]:
+    """(bits, fitness, violation, seconds, trained) of every evaluation of a run, in order."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{run / 'journal.sqlite'}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT bits, fitness, violation, seconds, trained FROM evals ORDER BY idx").fetchall()
+    finally:
+        db.close()
+
+
+def training_seconds(out: Path) -> dict[str, float]:
+    """Seconds each configuration's training took, over every run of the comparison: runs share a fitness
+    memo, so a configuration another run already trained comes back in milliseconds; charging it the
+    seconds of its first training makes the wall-clock curves independent of the order the runs ran in."""
+    took: dict[str, float] = {}
+    for j in out.glob("*-s*/journal.sqlite"):
+        for bits, _, _, sec, trained in _journal(j.parent):
+            if trained:
+                took[bits] = max(took.get(bits, 0.0), sec)
+    return took
+
+
+def _series(out: Path, algo: str, x_key: str) -> list[tuple[list[float], list[float]]]:
+    """Per seed, (x, best feasible validation accuracy so far; NaN before the first feasible one); x = trained
+    evaluations, or wall-clock seconds: the start prior plus every evaluation's seconds from the journal, a
+    fitness-memo hit charged its first training's (the run's own loop clock where no journal was kept)."""
+    series, took = [], training_seconds(out) if x_key == "wall_s" else {}
+    for h in sorted(out.glob(f"{algo}-s*/history.json"), key=lambda p: int(p.parent.name.rsplit("-s", 1)[1])):
         start = json.loads((h.parent / "result.json").read_text()).get("start_s", 0.0) if x_key == "wall_s" else 0
-        xs = [r[x_key] + start for r in rounds]
-        best = [r["best_fitness"] if r["best_violation"] == 0 else np.nan for r in rounds]
-        curves.append([best[i - 1] if (i := np.searchsorted(xs, g, side="right")) > 0 else np.nan for g in grid])
-    return np.array(curves, float)
+        if x_key == "wall_s" and (h.parent / "journal.sqlite").exists():
+            xs, best, top, clock = [], [], np.nan, start
+            for bits, fit, vio, sec, trained in _journal(h.parent):
+                if trained and vio == 0:
+                    top = fit if np.isnan(top) else max(top, fit)
+                clock += max(sec, took.get(bits, 0.0)) if trained else sec
+                xs.append(clock)
+                best.append(top)
+        else:
+            rounds = json.loads(h.read_text())
+            xs = [r[x_key] + start for r in rounds]
+            best = [r["best_fitness"] if r["best_violation"] == 0 else np.nan for r in rounds]
+        series.append((xs, best))
+    return series
+
+
+def _on_grid(series, grid: np.ndarray) -> np.ndarray:
+    return np.array([[best[i - 1] if (i := np.searchsorted(xs, g, side="right")) > 0 else np.nan for g in grid]
+                     for xs, best in series], float)
 
 
 def convergence_plot(out: Path, algos: list[str], png: Path, title: str) -> None:
@@ -78,15 +116,15 @@ def convergence_plot(out: Path, algos: list[str], png: Path, title: str) -> None
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    hist = [json.loads(h.read_text())[-1] for h in out.glob("*-s*/history.json")]
     for ax, key, label in ((axes[0], "evaluations", "trained evaluations"),
-                           (axes[1], "wall_s", "wall-clock of the run (s, 1 thread)")):
-        top = max(r[key] for r in hist)
+                           (axes[1], "wall_s", "wall-clock of the run (s, 1 thread; memo hits charged)")):
+        series = {algo: _series(out, algo, key) for algo in algos}
+        top = max(xs[-1] for runs in series.values() for xs, _ in runs)
         grid = np.arange(0, top + 1) if key == "evaluations" else np.linspace(0, top, 400)
         for algo in algos:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # no seed feasible yet at the first evaluations
-                ax.plot(grid, np.nanmean(_curves(out, algo, key, grid), axis=0), label=algo)
+                ax.plot(grid, np.nanmean(_on_grid(series[algo], grid), axis=0), label=algo)
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("best feasible val. accuracy\n(mean over seeds feasible so far)")
@@ -121,6 +159,14 @@ def evaluations_to_reach(out: Path, algos: list[str], reference: str = "random")
     return "\n".join(rows)
 
 
+def fitness_recipe(out: Path) -> str:
+    """The search fitness of a comparison, from its first run's signature, e.g. '2-epoch QAT on 8,000 images'."""
+    sig = json.loads(next(out.glob("*-s*/result.json")).read_text())["signature"]
+    r, val = json.loads(sig["eval_recipe"]), sig.get("val_samples")
+    n = f"{r['max_train']:,} images" if r.get("max_train") else "all training images"
+    return f"{r['epochs']}-epoch QAT on {n}, {f'{val:,}' if val else 'all'} validation images"
+
+
 def _p(p: float) -> str:
     return "–" if np.isnan(p) else f"{p:.3g}"
 
@@ -130,7 +176,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 3:  # PNG of the convergence curves
         data = "small CNN / CIFAR-10 (JPEG re-encoded copy)" if "cifar" in out.name else "TFC / MNIST"
         seeds = min(len(r) for r in load_runs(out, algos).values())
-        convergence_plot(out, algos, Path(sys.argv[3]), f"{data}, {seeds} seeds, 2,000-image 1-epoch QAT")
+        convergence_plot(out, algos, Path(sys.argv[3]), f"{data}, {seeds} seeds, fitness: {fitness_recipe(out)}")
     print(f"### {out} ({min(len(r) for r in load_runs(out, algos).values())} seeds)\n\n{table(out, algos)}")
     if "random" in algos:
         print(f"\n{evaluations_to_reach(out, algos)}")

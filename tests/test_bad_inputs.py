@@ -69,6 +69,18 @@ def test_counts_must_be_positive(tmp_path, capsys, argv, flag):
     _nothing_written(tmp_path, out)
 
 
+@pytest.mark.parametrize("argv, flag", [
+    (["search", "--eval-train-samples", "-1"], "--eval-train-samples"),
+    (["compare", "--val-samples", "all"], "--val-samples"),
+])
+def test_sample_counts_take_zero_for_all_not_negatives(tmp_path, capsys, argv, flag):
+    out = tmp_path / "out"
+    extra = ["--run-dir", str(out)] if argv[0] == "search" else ["--out", str(out)]
+    assert main([*argv, "--data-dir", str(tmp_path / "no-data"), *extra]) == 2
+    _one_line_error(capsys, f"argument {flag}", "is not a count", "allowed: an integer >= 1, or 0 for all")
+    _nothing_written(tmp_path, out)
+
+
 # 2. boards --------------------------------------------------------------------------------------
 
 def _board(tmp_path, mutate):

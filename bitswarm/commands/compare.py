@@ -6,7 +6,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from bitswarm.commands.core import add_common, positive_int
+from bitswarm.commands.core import add_common, count_or_all, positive_int
 from bitswarm.commands.search import add_constraint_args, add_executor_args, parse_constraints, resolve_cost
 
 
@@ -66,7 +66,7 @@ def cmd_compare(args) -> int:
             spec = SearchSpec(algo=algo, settings=base, cost=args.cost, constraints=constraints,
                               eval_recipe=replace(EVAL_RECIPE, epochs=args.eval_epochs,
                                                   max_train=args.eval_train_samples),
-                              val_samples=args.val_samples, seed=seed, budget=args.budget,
+                              val_samples=args.val_samples or None, seed=seed, budget=args.budget,
                               workers=args.workers, ray_address=args.ray_address, final_recipe=final,
                               eval_seed=args.eval_seed, fitness_memo=memo)
             r = finished_run(out / f"{algo}-s{seed}", spec) or search(entry, data, board, fp.model, spec,
@@ -117,7 +117,8 @@ def register(sub) -> None:
                          "cost already violates a constraint are not trained and cost no budget")
     sp.add_argument("--eval-epochs", type=int, default=1)
     sp.add_argument("--eval-train-samples", type=int, default=2000)
-    sp.add_argument("--val-samples", type=int, default=1000)
+    sp.add_argument("--val-samples", type=count_or_all, default=1000,
+                    help="validation images per evaluation (0: the whole validation split)")
     sp.add_argument("--eval-seed", type=int, default=0,
                     help="one fine-tune seed for every evaluation of every run (common random numbers; runs "
                          "share evaluations through OUT/fitness.sqlite); -1: each run uses its own seed")

@@ -17,6 +17,17 @@ def positive_int(text: str) -> int:
     return n
 
 
+def count_or_all(text: str) -> int:
+    """argparse ``type=`` of a sample count where 0 means every sample: an integer >= 0."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count; allowed: an integer >= 1, or 0 for all")
+    return n
+
+
 def add_common(p: argparse.ArgumentParser, board_default: str = "pynq-z2") -> None:
     """Options shared by every command that trains or evaluates a model."""
     p.add_argument("--model", default="tfc", help="zoo model name (see `bitswarm models`), or a user model as "
