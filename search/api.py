@@ -237,6 +237,8 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
                  # what the results depend on, by content: a change refuses the resume (journal.py)
                  "model_digest": entry_digest(entry), "float_model": problem.fp_tag, "val_samples": spec.val_samples,
                  "data": [data.name, data.fingerprint], "board_digest": digest(repr(board))}
+    if spec.target_fps is not None and spec.cost in ("finn", "surrogate"):  # the folding every cost assumed
+        signature["target_fps"] = spec.target_fps
     if isinstance(searcher, BitswarmPSO):  # its start changed (session 10): an older journal is not resumed
         signature["start"] = f"ptq-sensitivity/{SENSITIVITY_IMAGES}"
     from bitswarm.search.executor import make_executor

@@ -299,9 +299,26 @@ def test_compare_keeps_an_infeasible_finished_run_and_prints_it(tmp_path):
     spec = SearchSpec(algo="ga", constraints=(Constraint("avg_bits", 1),), seed=0, budget=5,
                       final_recipe=Recipe(epochs=1))
     r = {"signature": {"algo": "ga", "seed": 0, "budget": 5, "eval_recipe": spec.eval_recipe.key(), "eval_seed": None,
-                       "constraints": [c.describe() for c in spec.constraints]}, "feasible": False,
+                       "constraints": [c.describe() for c in spec.constraints], "val_samples": spec.val_samples},
+         "feasible": False,
          "best": {"fitness": None, "violation": 0.4}, "evaluations": 0, "evaluations_cost_only": 12, "wall_s": 1.0}
     (tmp_path / "result.json").write_text(json.dumps(r))
     assert finished_run(tmp_path, spec) is not None  # not re-run for a final fine-tune it will never have
     assert _run_line("ga", 0, r, None) == ("ga seed 0: no feasible configuration violation 0.4 "
                                            "(0 trained + 12 cost-only evaluations, 1 s)")
+
+
+@pytest.mark.parametrize("changed", [{"target_fps": 3000}, {"val_samples": 1000}])
+def test_compare_does_not_reuse_a_finished_run_of_another_folding_or_validation_size(tmp_path, changed):
+    """A finished run is reused only for the same settings; FINN costs depend on the folding's target."""
+    from dataclasses import replace
+
+    from bitswarm.commands.compare import finished_run
+
+    spec = SearchSpec(algo="random", cost="surrogate", constraints=(Constraint("lut", 30000),), seed=0, budget=5,
+                      final_recipe=None)
+    sig = {"algo": "random", "seed": 0, "budget": 5, "eval_recipe": spec.eval_recipe.key(), "eval_seed": None,
+           "constraints": [c.describe() for c in spec.constraints], "val_samples": spec.val_samples, **changed}
+    (tmp_path / "result.json").write_text(json.dumps({"signature": sig, "feasible": True}))
+    assert finished_run(tmp_path, spec) is None
+    assert finished_run(tmp_path, replace(spec, **changed)) is not None

@@ -7,7 +7,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from bitswarm.commands.core import add_common, count_or_all, positive_int
-from bitswarm.commands.search import add_constraint_args, add_executor_args, parse_constraints, resolve_cost
+from bitswarm.commands.search import (
+    add_constraint_args,
+    add_executor_args,
+    add_target_fps_arg,
+    check_finn_cost,
+    parse_constraints,
+    resolve_cost,
+)
 
 
 def finished_run(run_dir: Path, spec) -> dict | None:
@@ -20,7 +27,8 @@ def finished_run(run_dir: Path, spec) -> dict | None:
     sig = r.get("signature", {})
     same = (sig.get("algo") == spec.algo and sig.get("seed") == spec.seed and sig.get("budget") == spec.budget
             and sig.get("eval_recipe") == spec.eval_recipe.key() and sig.get("eval_seed") == spec.eval_seed
-            and sig.get("constraints") == [c.describe() for c in spec.constraints])
+            and sig.get("constraints") == [c.describe() for c in spec.constraints]
+            and sig.get("target_fps") == spec.target_fps and sig.get("val_samples") == spec.val_samples)
     final_ok = (spec.final_recipe is None or r.get("feasible") is False  # an infeasible run has no final fine-tune
                 or r.get("final", {}).get("recipe") == spec.final_recipe.key())
     return r if same and final_ok else None
@@ -47,7 +55,9 @@ def cmd_compare(args) -> int:
     args.cost = resolve_cost(args, constraints, board)
     check_constraints(args.cost, constraints)
     entry, data, _ = resolve_model_and_data(args.model, args.dataset, args.data_dir, env, args.weights)
-    check_feasible(entry, board, SearchSpec(cost=args.cost, constraints=constraints), env=env)  # before any training
+    probe = SearchSpec(cost=args.cost, constraints=constraints, target_fps=args.target_fps)
+    board = check_finn_cost(entry, board, env, probe)
+    check_feasible(entry, board, probe, env=env)  # before any training
     algos = [a.strip() for a in args.algos.split(",")]
     for algo in algos:  # a corrupt journal of an earlier comparison is found before any training
         for seed in range(args.seeds):
@@ -68,7 +78,7 @@ def cmd_compare(args) -> int:
                                                   max_train=args.eval_train_samples),
                               val_samples=args.val_samples or None, seed=seed, budget=args.budget,
                               workers=args.workers, ray_address=args.ray_address, final_recipe=final,
-                              eval_seed=args.eval_seed, fitness_memo=memo)
+                              eval_seed=args.eval_seed, fitness_memo=memo, target_fps=args.target_fps)
             r = finished_run(out / f"{algo}-s{seed}", spec) or search(entry, data, board, fp.model, spec,
                                                                        out / f"{algo}-s{seed}", env, progress=False)
             best = r["best"]
@@ -126,6 +136,7 @@ def register(sub) -> None:
                     help="float training epochs (default: the dataset's recipe)")
     sp.add_argument("--final-epochs", type=int, default=0,
                     help="QAT epochs of each run's winner, then its held-out test accuracy (0: skip)")
+    add_target_fps_arg(sp)
     add_executor_args(sp)
     sp.add_argument("--out", default="runs/compare", help="output directory (journals, compare.json/.md)")
     sp.set_defaults(fn=cmd_compare)

@@ -53,6 +53,12 @@ def add_constraint_args(sp, default_cost: str | None = None) -> None:
         sp.add_argument("--" + k.replace("_", "-"), type=float, default=None, help=f"shortcut for {q}<=LIMIT")
 
 
+def add_target_fps_arg(sp) -> None:
+    sp.add_argument("--target-fps", type=positive_int, default=None,
+                    help="--cost finn/surrogate: the throughput FINN folds every candidate for (default 10000, or "
+                         "what --max-latency-ms needs); e.g. 3000 as FINN's cnv-w1a1 on the PYNQ-Z2")
+
+
 def add_executor_args(sp) -> None:
     sp.add_argument("--workers", type=int, default=None,
                     help="evaluate a round's configurations in N local processes (1 torch thread each); "
@@ -78,12 +84,7 @@ def cmd_search(args) -> int:
     env = read_environment()
     entry, data, fp_model, arch = _model_to_search(args, env)
     spec = _spec(args, entry, constraints)
-    if args.cost in ("finn", "surrogate"):  # what FINN cannot map is found before any long work
-        from bitswarm.models.finn_support import check_finn_support
-
-        check_finn_support(entry.build(entry.default_bits()))
-    if args.cost == "surrogate":
-        board = _calibrated_board(entry, board, env, spec)
+    board = check_finn_cost(entry, board, env, spec)
     check_feasible(entry, board, spec, env=env)  # a constraint no configuration meets is refused before any training
     run_dir = Path(args.run_dir or f"runs/{Path(entry.name.split(':')[0]).stem}-{board.name}-{args.algo}-s{args.seed}")
     check_journal_file(run_dir / "journal.sqlite")  # a corrupt journal is found before any training
@@ -111,6 +112,16 @@ def _spec(args, entry, constraints):
                                           max_train=args.eval_train_samples or None),
                       val_samples=args.val_samples, final_recipe=final, seed=args.seed, budget=args.budget,
                       workers=args.workers, ray_address=args.ray_address, target_fps=args.target_fps)
+
+
+def check_finn_cost(entry, board, env, spec):
+    """Before any long work, for a FINN cost: what FINN cannot map is refused; a surrogate's board keeps
+    only the bit-widths it was calibrated over (the board returned)."""
+    if spec.cost in ("finn", "surrogate"):
+        from bitswarm.models.finn_support import check_finn_support
+
+        check_finn_support(entry.build(entry.default_bits()))
+    return _calibrated_board(entry, board, env, spec) if spec.cost == "surrogate" else board
 
 
 def _calibrated_board(entry, board, env, spec):
@@ -206,9 +217,7 @@ def register(sub) -> None:
                          "BENCHMARKS.md issue 16); 0: every training image, as the paper")
     sp.add_argument("--val-samples", type=int, default=None, help="validation samples per evaluation")
     sp.add_argument("--final-epochs", type=int, default=None, help="final fine-tune epochs of the winner (0: skip)")
-    sp.add_argument("--target-fps", type=positive_int, default=None,
-                    help="--cost finn/surrogate: the throughput FINN folds every candidate for (default 10000, or "
-                         "what --max-latency-ms needs); e.g. 3000 as FINN's cnv-w1a1 on the PYNQ-Z2")
+    add_target_fps_arg(sp)
     add_executor_args(sp)
     sp.add_argument("--from", dest="source", default=None, metavar="DIR",
                     help="search a prune/cluster/finetune output directory (its pruned architecture and weights) "
