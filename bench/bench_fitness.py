@@ -10,6 +10,8 @@ is appended to ``--out`` as it is measured, so a killed run resumes where it sto
     BITSWARM_DATA_DIR=../shared/datasets .venv/bin/python bench/bench_fitness.py \
         --model bench/models/cifar_smallcnn.py:build --dataset cifar10 --fp-epochs 10 --n 30 --max-avg-bits 4 \
         --fidelities full,full-seed1,e2-n8000,e1-n8000,e1-n2000 --threads 1 --out bench/results/fitness-cifar.json
+    BITSWARM_DATA_DIR=../shared/datasets .venv/bin/python bench/bench_fitness.py --model cnv --n 2 --max-avg-bits 4 \
+        --fidelities e1-n2000,e1-n5000,e2-n8000 --threads 1 --out bench/results/fitness-cnv.json   # seconds only
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ FIDELITIES = {
     "e1-n16000": (replace(EVAL_RECIPE, epochs=1, max_train=16000), None, 0),
     "e1-n8000-vall": (replace(EVAL_RECIPE, epochs=1, max_train=8000), None, 0),
     "e1-n8000": (replace(EVAL_RECIPE, epochs=1, max_train=8000), 2000, 0),
+    "e1-n5000": (replace(EVAL_RECIPE, epochs=1, max_train=5000), 1000, 0),  # the CNV deploy's search fitness
     "e1-n4000": (replace(EVAL_RECIPE, epochs=1, max_train=4000), 2000, 0),
     "e1-n2000": (replace(EVAL_RECIPE, epochs=1, max_train=2000), 1000, 0),
     "e1-n2000-lr0.03": (replace(EVAL_RECIPE, epochs=1, max_train=2000, lr=0.03), 1000, 0),

@@ -17,15 +17,22 @@ def positive_int(text: str) -> int:
     return n
 
 
-def count_or_all(text: str) -> int:
-    """argparse ``type=`` of a sample count where 0 means every sample: an integer >= 0."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count; allowed: an integer >= 1, or 0 for all")
-    return n
+def count_type(zero: str):
+    """An argparse ``type=`` for a count where 0 has a meaning of its own (``zero``): an integer >= 0."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = -1
+        if n < 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a count; allowed: an integer >= 1, or 0 {zero}")
+        return n
+
+    return parse
+
+
+#: a sample count where 0 means every sample
+count_or_all = count_type("for all")
 
 
 def add_common(p: argparse.ArgumentParser, board_default: str = "pynq-z2") -> None:

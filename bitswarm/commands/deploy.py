@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from bitswarm.commands.core import add_common, positive_int
+from bitswarm.commands.core import add_common, count_type, positive_int
 
 RUN_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
@@ -20,16 +20,6 @@ def run_id(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not a plain name; allowed: letters, digits, '-', '_', '.', "
                                          "not starting with '.' or '-'")
     return text
-
-
-def non_negative_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer >= 0")
-    return n
 
 
 def cmd_deploy(args) -> int:
@@ -115,7 +105,7 @@ def register(sub) -> None:
     sp.add_argument("--start-at", metavar="STEP", help=f"start at this step of an unfinished deploy ({steps}); "
                     "by default a re-run of the same command resumes at its first unfinished step")
     sp.add_argument("--stop-after", metavar="STEP", help="stop after this step (the package stays unfinished)")
-    sp.add_argument("--verify-samples", type=non_negative_int, default=None,
+    sp.add_argument("--verify-samples", type=count_type("to skip the check"), default=None,
                     help="test images FINN's graphs are checked on against the QONNX model (default 1000; CNV 200; "
                          "0 skips the check - the report then says the build is unverified)")
     sp.set_defaults(fn=cmd_deploy)
