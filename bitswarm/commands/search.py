@@ -12,7 +12,7 @@ from bitswarm.hw.cost import SHORTCUTS
 
 #: Training images of each candidate's fine-tune: the paper's 2 epochs on 8,000 images rank configurations
 #: as its all-image recipe does (bench/bench_fitness.py: Spearman 0.905 on TFC, 0.90 on cifar-smallcnn, at
-#: the full recipe's own noise ceiling) for a fraction of the time (5.5x, 4.1x cheaper)
+#: the full recipe's own noise ceiling) for a fraction of the time (5.5x, 4.2x cheaper)
 EVAL_TRAIN_SAMPLES = 8000
 
 
