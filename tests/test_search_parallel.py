@@ -146,12 +146,13 @@ def test_compare_reuses_a_finished_run_only_when_its_settings_match(tmp_path):
 
     spec = SearchSpec(algo="ga", constraints=(Constraint("avg_bits", 3),), seed=2, budget=50, eval_seed=0)
     sig = {"algo": "ga", "seed": 2, "budget": 50, "eval_recipe": spec.eval_recipe.key(), "eval_seed": 0,
-           "constraints": ["avg_bits <= 3 bits (Eq. 11 average operation bit-width)"]}
+           "constraints": ["avg_bits <= 3 bits (Eq. 11 average operation bit-width)"], "val_samples": spec.val_samples}
     assert finished_run(tmp_path, spec) is None
     (tmp_path / "result.json").write_text(json.dumps({"signature": sig, "best": {}}))
     assert finished_run(tmp_path, spec) is not None
     assert finished_run(tmp_path, replace(spec, budget=60)) is None
     assert finished_run(tmp_path, replace(spec, constraints=(Constraint("avg_bits", 4),))) is None
+    assert finished_run(tmp_path, replace(spec, val_samples=500)) is None
 
 
 def test_cost_follows_the_constraints_when_not_given(capsys):
