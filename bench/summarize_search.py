@@ -80,11 +80,11 @@ def training_seconds(out: Path) -> dict[str, float]:
     return took
 
 
-def _series(out: Path, algo: str, x_key: str) -> list[tuple[list[float], list[float]]]:
+def _series(out: Path, algo: str, x_key: str, took: dict[str, float]) -> list[tuple[list[float], list[float]]]:
     """Per seed, (x, best feasible validation accuracy so far; NaN before the first feasible one); x = trained
     evaluations, or wall-clock seconds: the start prior plus every evaluation's seconds from the journal, a
     fitness-memo hit charged its first training's (the run's own loop clock where no journal was kept)."""
-    series, took = [], training_seconds(out) if x_key == "wall_s" else {}
+    series = []
     for h in sorted(out.glob(f"{algo}-s*/history.json"), key=lambda p: int(p.parent.name.rsplit("-s", 1)[1])):
         start = json.loads((h.parent / "result.json").read_text()).get("start_s", 0.0) if x_key == "wall_s" else 0
         if x_key == "wall_s" and (h.parent / "journal.sqlite").exists():
@@ -116,9 +116,10 @@ def convergence_plot(out: Path, algos: list[str], png: Path, title: str) -> None
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    took = training_seconds(out)  # every journal read once, for all searchers
     for ax, key, label in ((axes[0], "evaluations", "trained evaluations"),
                            (axes[1], "wall_s", "wall-clock of the run (s, 1 thread; memo hits charged)")):
-        series = {algo: _series(out, algo, key) for algo in algos}
+        series = {algo: _series(out, algo, key, took) for algo in algos}
         top = max(xs[-1] for runs in series.values() for xs, _ in runs)
         grid = np.arange(0, top + 1) if key == "evaluations" else np.linspace(0, top, 400)
         for algo in algos:
