@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml constraints/overrides.txt constraints/apt-packages.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (bitswarm needs Python 3.11)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check uv
+	@# --compile-bytecode: with PYTHONDONTWRITEBYTECODE set (as on CI) every process would recompile torch/TVM/FINN
 	$(VENV)/bin/uv pip install --python $(PY) --find-links /opt/wheels \
-	  --index-strategy unsafe-best-match --override constraints/overrides.txt \
+	  --index-strategy unsafe-best-match --override constraints/overrides.txt --compile-bytecode \
 	  "torch==2.13.0+cpu" -e ".[dev]"
 	touch $@
 

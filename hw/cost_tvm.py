@@ -84,7 +84,7 @@ class TvmLatencyCost:
     def measure(self, entry: ZooEntry, bits: BitConfig, board: Board) -> dict:
         """Export, compile and time one configuration (no cache)."""
         from bitswarm.hw.tvm_build import compile_tvm
-        from bitswarm.hw.tvm_rpc import measure_rpc
+        from bitswarm.hw.tvm_rpc import handshake_timeout, measure_rpc
         from bitswarm.models.export import export_qonnx
 
         addr = self._endpoint(board)  # fail fast on an unreachable board, before compiling
@@ -92,7 +92,7 @@ class TvmLatencyCost:
             qonnx = export_qonnx(entry.build(bits), entry.input_shape, Path(tmp) / "model.onnx", verify=False).path
             build = compile_tvm(qonnx, board, Path(tmp) / "tvm", verify=False, lowering=self.lowering)
             figures = measure_rpc(addr, build.lib_path, build.input_shape, repeat=self.repeat,
-                                  threads=self.threads, timeout=self.timeout)
+                                  threads=self.threads, timeout=handshake_timeout(board, self.timeout))
         return {**figures, "compile_seconds": build.seconds, "target": build.target}
 
     def __call__(self, entry: ZooEntry, bits: BitConfig, board: Board) -> Cost:

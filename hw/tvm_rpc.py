@@ -107,9 +107,13 @@ def _stop_group(proc: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def local_rpc_server(host: str = "127.0.0.1", port: int | None = None, timeout: float = 30.0,
+def local_rpc_server(host: str = "127.0.0.1", port: int | None = None, timeout: float = 180.0,
                      log_path: Path | None = None) -> Iterator[RpcAddress]:
-    """Run ``python -m tvm.exec.rpc_server`` on ``host`` (``port``, or a free one if taken) until exit."""
+    """Run ``python -m tvm.exec.rpc_server`` on ``host`` (``port``, or a free one if taken) until exit.
+
+    ``timeout`` bounds the wait for it to listen while it runs (a server that exits is reported at
+    once): its ``import tvm`` alone, which imports torch, took 17 s of CPU on a loaded 2-core machine
+    without bytecode caches, so the 30 s this used to wait failed a CI run."""
     if port is None or not port_is_free(host, port):
         port = free_port(host)
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
@@ -152,6 +156,16 @@ def check_loopback(board: Board) -> None:
                           "use a server running on the board)")
 
 
+LOCAL_HANDSHAKE_S = 30.0
+
+
+def handshake_timeout(board: Board, timeout: float) -> float:
+    """Seconds to wait for an RPC handshake with ``board``'s server: ``timeout`` for a board's server,
+    at least ``LOCAL_HANDSHAKE_S`` for the loopback server bitswarm starts itself (it forks one process
+    per session; on a loaded machine that alone can take longer than a remote board's timeout)."""
+    return max(timeout, LOCAL_HANDSHAKE_S) if board.rpc.start_local else timeout
+
+
 @contextlib.contextmanager
 def rpc_endpoint(board: Board, timeout: float = 5.0) -> Iterator[RpcAddress]:
     """The RPC address for ``board``, checked with a real session (local server started/stopped)."""
@@ -162,7 +176,7 @@ def rpc_endpoint(board: Board, timeout: float = 5.0) -> Iterator[RpcAddress]:
     if rpc.start_local:
         check_loopback(board)
         with local_rpc_server(rpc.host, rpc.port) as addr:
-            connect(addr, timeout, f"local TVM RPC server for board {board.name}")
+            connect(addr, handshake_timeout(board, timeout), f"local TVM RPC server for board {board.name}")
             yield addr
     else:
         addr = RpcAddress(rpc.host, rpc.port)

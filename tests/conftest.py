@@ -56,3 +56,16 @@ def tiny_cifar_dir(tmp_path_factory) -> Path:
 def runner_cache(tmp_path_factory) -> Path:
     """A cache directory shared by the tests that build native TVM runners (a build takes minutes)."""
     return tmp_path_factory.mktemp("runner-cache")
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, runner_cache) -> Path:
+    """An empty cache directory for one test, except that its native TVM runners are the session's:
+    ``tvm-runner/`` links to ``runner_cache`` (a runner is keyed by its sources and compiler, and
+    compiling one takes minutes, so every deploy test compiling its own made CI load-sensitive)."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    shared = runner_cache / "tvm-runner"
+    shared.mkdir(exist_ok=True)
+    (cache / "tvm-runner").symlink_to(shared, target_is_directory=True)
+    return cache

@@ -27,8 +27,8 @@ def npz(tmp_path_factory):
     return p
 
 
-def _deploy(tmp_path, board, model, dataset, data_dir=None, search=SEARCH):
-    env = Environment(data_dir=Path(data_dir) if data_dir else None, cache_dir=tmp_path / "cache", vivado=None,
+def _deploy(tmp_path, cache, board, model, dataset, data_dir=None, search=SEARCH):
+    env = Environment(data_dir=Path(data_dir) if data_dir else None, cache_dir=cache, vivado=None,
                       vitis_hls=None, ray_address=None)
     cfg = DeployConfig(board=load_board(board), env=env, model=model, dataset=dataset, search=search, fp_epochs=1,
                        qat_epochs=1, out_root=tmp_path / "deploy", run_id="r", command="test")
@@ -37,8 +37,8 @@ def _deploy(tmp_path, board, model, dataset, data_dir=None, search=SEARCH):
 
 
 @pytest.mark.parametrize("board", ["pynq-z2", "host"])
-def test_user_cnn_search_and_deploy(tmp_path, npz, board):
-    pkg, s = _deploy(tmp_path, board, f"{FIX}/byom_cnn.py:build", str(npz))
+def test_user_cnn_search_and_deploy(tmp_path, fresh_cache, npz, board):
+    pkg, s = _deploy(tmp_path, fresh_cache, board, f"{FIX}/byom_cnn.py:build", str(npz))
     assert set(s["bits"]) >= {"input_quant", "features.0", "features.2", "classifier"}
     assert s["search"]["evaluations"] and (pkg / "model.qonnx.onnx").exists()
     if board == "pynq-z2":
@@ -48,13 +48,13 @@ def test_user_cnn_search_and_deploy(tmp_path, npz, board):
     assert any(t["latency_ms"] for t in s["tvm"])
 
 
-def test_bnn_pynq_tfc_search_and_deploy(tmp_path, tiny_mnist_dir):
-    pkg, s = _deploy(tmp_path, "pynq-z2", f"{FIX}/bnn_pynq_models.py:tfc_2w2a", "mnist", tiny_mnist_dir)
+def test_bnn_pynq_tfc_search_and_deploy(tmp_path, fresh_cache, tiny_mnist_dir):
+    pkg, s = _deploy(tmp_path, fresh_cache, "pynq-z2", f"{FIX}/bnn_pynq_models.py:tfc_2w2a", "mnist", tiny_mnist_dir)
     assert "features.2" in s["bits"] and s["finn"]["total"]["lut"] > 0
 
 
-def test_unmappable_model_gets_the_finn_error_and_deploys_through_tvm(tmp_path, npz):
-    pkg, s = _deploy(tmp_path, "pynq-z2", f"{FIX}/byom_cnn.py:build_with_gelu", str(npz),
+def test_unmappable_model_gets_the_finn_error_and_deploys_through_tvm(tmp_path, fresh_cache, npz):
+    pkg, s = _deploy(tmp_path, fresh_cache, "pynq-z2", f"{FIX}/byom_cnn.py:build_with_gelu", str(npz),
                      search={**SEARCH, "cost": "finn"})  # the CLI default: falls back to bit metrics
     assert "FINN cannot map 2 layer(s): features.2 (GELU is not supported)" in s["finn"]["unsupported"]
     assert (pkg / s["tvm"][0]["lib"]).exists() and s["tvm"][1]["latency_ms"] > 0

@@ -98,9 +98,9 @@ def test_brevitas_direct_export_imports_into_one_self_contained_file(tmp_path):
 @pytest.mark.finn
 @pytest.mark.tvm
 @pytest.mark.parametrize("board", ["host", "pynq-z2"])
-def test_deploy_of_a_brevitas_direct_qonnx(tmp_path, tiny_mnist_dir, monkeypatch, capsys, board):
+def test_deploy_of_a_brevitas_direct_qonnx(tmp_path, fresh_cache, tiny_mnist_dir, monkeypatch, capsys, board):
     """Trained float TFC weights in a w2a2 TFC (outputs not degenerate), exported by Brevitas itself."""
-    monkeypatch.setenv("BITSWARM_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("BITSWARM_CACHE_DIR", str(fresh_cache))
     src = _brevitas_direct(_tfc_w2a2(pretrained=True), tmp_path / "user" / "tfc.onnx")
     out = tmp_path / "deploy"
     rc = main(["deploy", "--qonnx", str(src), "--model", "tfc", "--board", board, "--data-dir", str(tiny_mnist_dir),

@@ -126,3 +126,15 @@ def test_a_server_bitswarm_starts_itself_must_listen_on_loopback(tmp_path, monke
     except OSError:
         return  # no IPv6 on this host
     assert port_is_free("::1", port)
+
+
+def test_the_loopback_server_bitswarm_starts_gets_a_patient_handshake_and_a_board_does_not():
+    """A board's server that does not answer within ``--timeout`` is reported as such; the server
+    bitswarm started itself only answers slowly under load, so its handshake waits longer."""
+    from bitswarm.hw.tvm_rpc import LOCAL_HANDSHAKE_S, handshake_timeout
+
+    host = load_board("host")
+    assert host.rpc.start_local and handshake_timeout(host, 2.0) == LOCAL_HANDSHAKE_S > 2.0
+    assert handshake_timeout(host, 90.0) == 90.0
+    remote = dataclasses.replace(host, rpc=RpcSpec("192.0.2.1", 9090, False))
+    assert handshake_timeout(remote, 2.0) == 2.0
