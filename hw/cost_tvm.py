@@ -61,6 +61,16 @@ class TvmLatencyCost:
         self._endpoints: dict[str, object] = {}
         atexit.register(self.close)
 
+    def __getstate__(self) -> dict:  # a search's worker process gets the settings, not the parent's servers
+        return {k: v for k, v in self.__dict__.items() if k not in ("_stack", "_endpoints")}
+
+    def __setstate__(self, state: dict) -> None:
+        """In the worker: its own servers, stopped when it exits (a pool worker leaked its server before)."""
+        self.__dict__.update(state)
+        self._stack = contextlib.ExitStack()
+        self._endpoints = {}
+        atexit.register(self.close)
+
     # ---- RPC endpoint lifecycle ------------------------------------------------------------
     def _endpoint(self, board: Board):
         if board.name not in self._endpoints:

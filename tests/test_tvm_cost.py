@@ -95,6 +95,11 @@ def test_latency_constrained_search_with_tvm_cost_on_host(tmp_path, tiny_mnist_d
     assert rc == 0, capsys.readouterr().err
     r = json.loads((tmp_path / "run" / "result.json").read_text())
     assert r["evaluations"] >= 2 and 0 < r["best"]["cost"]["latency_ms"] <= 5 and r["best"]["violation"] == 0
+    import psutil  # the search's worker processes stopped the servers they started (one outlived them before)
+
+    left = [p.pid for p in psutil.process_iter(["cmdline"])
+            if "tvm.exec.rpc_server" in " ".join(p.info["cmdline"] or [])]
+    assert not left, f"RPC server(s) {left} outlived the search"
 
 
 def test_a_server_bitswarm_starts_itself_must_listen_on_loopback(tmp_path, monkeypatch, capsys):
