@@ -61,7 +61,11 @@ class TvmLatencyCost:
         self._endpoints: dict[str, object] = {}
         atexit.register(self.close)
 
-    def __getstate__(self) -> dict:  # a search's worker process gets the settings, not the parent's servers
+    def __getstate__(self) -> dict:
+        """The settings, for a search's worker process; one holding a live server stays in its process
+        (its measurements then run one at a time, as the search's executor falls back to serial)."""
+        if self._endpoints:
+            raise TypeError("a TVM cost model holding a live RPC server cannot be sent to another process")
         return {k: v for k, v in self.__dict__.items() if k not in ("_stack", "_endpoints")}
 
     def __setstate__(self, state: dict) -> None:
