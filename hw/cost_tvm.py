@@ -57,6 +57,10 @@ class TvmLatencyCost:
             from bitswarm.hw.tvm_table import LatencyTable
 
             self.table = LatencyTable.load(table)
+        self._own_servers()
+
+    def _own_servers(self) -> None:
+        """No RPC server yet; those started later are stopped by :meth:`close`, at the latest at exit."""
         self._stack = contextlib.ExitStack()
         self._endpoints: dict[str, object] = {}
         atexit.register(self.close)
@@ -71,9 +75,7 @@ class TvmLatencyCost:
     def __setstate__(self, state: dict) -> None:
         """In the worker: its own servers, stopped when it exits (a pool worker leaked its server before)."""
         self.__dict__.update(state)
-        self._stack = contextlib.ExitStack()
-        self._endpoints = {}
-        atexit.register(self.close)
+        self._own_servers()
 
     # ---- RPC endpoint lifecycle ------------------------------------------------------------
     def _endpoint(self, board: Board):
