@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from bitswarm.atomic import save_torch
 from bitswarm.data import Dataset, Split, normalize
+from bitswarm.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -49,14 +50,30 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
+def model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when present, else the CPU), ``cpu`` or ``cuda``; ``cuda`` without CUDA is refused."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise ConfigError("--device", "device", f"unknown device {name!r}", "auto, cpu, cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device", "device", "cuda asked for but torch sees no CUDA device "
+                          f"(torch {torch.__version__})", "auto, cpu, or cuda on a machine with a CUDA GPU")
+    return torch.device("cuda" if name != "cpu" and torch.cuda.is_available() else "cpu")
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, batch_size: int = 1000) -> float:
-    """Top-1 accuracy (0..1) on ``split``."""
+    """Top-1 accuracy (0..1) on ``split`` (on the model's device)."""
     model.eval()
+    dev = model_device(model)
     correct = 0
     for i in range(0, len(split), batch_size):
-        out = model(normalize(split.x[i:i + batch_size]))
-        correct += int((out.argmax(1) == split.y[i:i + batch_size]).sum())
+        out = model(normalize(split.x[i:i + batch_size]).to(dev))
+        correct += int((out.argmax(1).cpu() == split.y[i:i + batch_size]).sum())
     return correct / max(1, len(split))
 
 
@@ -97,11 +114,22 @@ def _optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, lr=recipe.lr, weight_decay=recipe.weight_decay)
 
 
+def distill_loss(out: torch.Tensor, y: torch.Tensor, teacher_out: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy on the labels, averaged with the KL divergence to a teacher's outputs when there is one."""
+    ce = nn.functional.cross_entropy(out, y)
+    if teacher_out is None:
+        return ce
+    kd = nn.functional.kl_div(out.log_softmax(1), teacher_out.softmax(1), reduction="batchmean")
+    return 0.5 * (ce + kd)
+
+
 def train(model: nn.Module, data: Dataset, recipe: Recipe, seed: int, ckpt_dir: Path | None = None,
-          progress: bool = True, desc: str = "train", stop_after: int | None = None) -> nn.Module:
+          progress: bool = True, desc: str = "train", stop_after: int | None = None,
+          teacher: nn.Module | None = None) -> nn.Module:
     """Train ``model`` on ``data.train`` (cached in ``ckpt_dir`` when given). Returns the model.
 
     ``stop_after`` ends the run after that many epochs in total, leaving ``state.pt`` to resume.
+    ``teacher``: a model (in eval mode) whose outputs the student also matches (:func:`distill_loss`).
     """
     final = ckpt_dir / "final.pt" if ckpt_dir else None
     if final is not None and final.exists():
@@ -121,7 +149,6 @@ def train(model: nn.Module, data: Dataset, recipe: Recipe, seed: int, ckpt_dir: 
         g.set_state(st["rng"])
         start = st["epoch"]
     tr = data.train.subset(recipe.max_train)
-    loss_fn = nn.CrossEntropyLoss()
     steps = (len(tr) + recipe.batch_size - 1) // recipe.batch_size
     bar = tqdm(total=steps * (recipe.epochs - start), desc=desc, disable=None if progress else True,
                leave=False, mininterval=1.0,
@@ -136,7 +163,10 @@ def train(model: nn.Module, data: Dataset, recipe: Recipe, seed: int, ckpt_dir: 
             x = tr.x[idx]
             if recipe.augment:
                 x = _augment(x, g)
-            loss = loss_fn(model(normalize(x)), tr.y[idx])
+            xn = normalize(x)
+            with torch.no_grad():
+                t_out = teacher.eval()(xn) if teacher is not None else None
+            loss = distill_loss(model(xn), tr.y[idx], t_out)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

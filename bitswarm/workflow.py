@@ -14,6 +14,7 @@ from bitswarm.data import DATASETS, Dataset, load_dataset, resolve_data_dir
 from bitswarm.env import Environment
 from bitswarm.errors import ConfigError
 from bitswarm.models import BitConfig, ZooEntry
+from bitswarm.models.supernet import load_state
 from bitswarm.train import QAT_INIT_VERSION, Recipe, evaluate, load_float_weights, run_key, train
 
 DEFAULT_FP = Recipe(epochs=10, lr=2e-3, batch_size=64)
@@ -139,18 +140,34 @@ def train_float(entry: ZooEntry, data: Dataset, seed: int, recipe: Recipe, env: 
     return Trained(model, bits, evaluate(model, data.val), ckpt)
 
 
+@dataclass(frozen=True)
+class Start:
+    """Where a QAT run starts when not from the float weights: a model of the same bits (e.g. inherited from a
+    supernet), its tag for the cache key, and whether the float model teaches it (distillation)."""
+
+    model: nn.Module
+    tag: str
+    distill_from_float: bool = True
+
+
 def finetune_quantized(entry: ZooEntry, bits: BitConfig, data: Dataset, seed: int, recipe: Recipe,
-                       fp: Trained, env: Environment | None, progress: bool = True) -> Trained:
-    """QAT from the float weights; cached on disk when ``env`` is given."""
+                       fp: Trained, env: Environment | None, progress: bool = True,
+                       start: Start | None = None) -> Trained:
+    """QAT from the float weights (or from ``start``); cached on disk when ``env`` is given."""
     torch.manual_seed(seed)
     model = entry.build(bits)
-    load_float_weights(model, fp.model.state_dict())
+    if start is None:
+        load_float_weights(model, fp.model.state_dict())
+    else:
+        load_state(model, start.model.state_dict())
     ckpt = None
     if env is not None:
-        init = f"{fp.ckpt_dir.name}+{QAT_INIT_VERSION}"
+        init = f"{fp.ckpt_dir.name}+{QAT_INIT_VERSION}" if start is None else \
+            f"{fp.ckpt_dir.name}+{start.tag}+{'kd' if start.distill_from_float else 'ce'}"
         key = run_key(entry_digest(entry), bits.key(), data, seed, recipe, init=init)
         ckpt = _ckpt_dir(env, entry, "q", key)
-    model = train(model, data, recipe, seed, ckpt, progress, desc=f"{entry.name} qat")
+    teacher = fp.model if start is not None and start.distill_from_float else None
+    model = train(model, data, recipe, seed, ckpt, progress, desc=f"{entry.name} qat", teacher=teacher)
     return Trained(model, bits, evaluate(model, data.val), ckpt or fp.ckpt_dir)
 
 

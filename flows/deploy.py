@@ -122,11 +122,26 @@ def step_train(state: State, cfg: DeployConfig) -> State:
     bits = BitConfig.from_dict({"layers": state["bits"]})
     fp = train_float(entry, data, cfg.seed, scaled(fp_recipe(entry.dataset, entry.name), cfg.fp_epochs), cfg.env)
     qat = scaled(qat_recipe(entry.dataset, entry.name), cfg.qat_epochs)
-    q = finetune_quantized(entry, bits, data, cfg.seed, qat, fp, cfg.env)
+    q = finetune_quantized(entry, bits, data, cfg.seed, qat, fp, cfg.env, start=_start(state, cfg, entry, data, fp))
     torch.save(q.model.state_dict(), _pkg(state) / "model_state.pt")
     acc = {"fp_test": evaluate(fp.model, data.test), "val": q.val_acc, "test": evaluate(q.model, data.test)}
     return {**state, "accuracy": acc, "dataset_note": data.note, "input_shape": list(entry.input_shape),
             "model_name": entry.name}
+
+
+def _start(state: State, cfg: DeployConfig, entry, data, fp):
+    """A one-shot search's winner starts its QAT from the supernet (inherited, BatchNorm re-estimated) and
+    learns from the float model too; other runs start from the float weights (None)."""
+    if (state.get("search") or {}).get("fitness") != "oneshot":
+        return None
+    from bitswarm.models import BitConfig
+    from bitswarm.models.supernet import recalibrate_bn
+    from bitswarm.search.oneshot import open_oneshot
+    from bitswarm.workflow import Start
+
+    shot = open_oneshot(entry, cfg.board, data, fp.model.state_dict(), cfg.env.cache_dir)
+    bits = BitConfig.from_dict({"layers": state["bits"]})
+    return Start(recalibrate_bn(shot.net.inherit(bits), shot.calib), shot.tag)
 
 
 def _trained_model(state: State, cfg: DeployConfig):

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from bitswarm.hw.cost import Constraint
 from bitswarm.models import ZooEntry
-from bitswarm.search.api import search, search_candidates, small_search_spec
+from bitswarm.search.api import search, small_search_spec
+from bitswarm.search.oneshot import resolve_fitness
+from bitswarm.search.space import search_candidates
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,13 @@ def run_small_search(cfg, entry: ZooEntry, data, pkg: Path):
     if not constraints:
         raise ValueError(f"the deploy profile of {entry.name} has no constraint without FINN")
     budget = opts.get("budget", prof.budget)
-    spec = small_search_spec({"eval_train": prof.eval_train, "algo": prof.algo, **opts}, constraints, cost, cfg.seed,
-                             recheck=False, target_fps=cfg.fps(), budget=budget)
     # the deploy searches 2..8 bits whatever the cost, so a CPU-only fallback finds the same kind of winner
     board = replace(cfg.board, bit_candidates=search_candidates(cfg.board, "finn"))
+    fitness, line = resolve_fitness(opts.get("fitness", "auto"), entry, board, data, fp.model.state_dict(),
+                                    cfg.env.cache_dir)
+    print(line)
+    spec = small_search_spec({"eval_train": prof.eval_train, "algo": prof.algo, **opts}, constraints, cost, cfg.seed,
+                             recheck=False, target_fps=cfg.fps(), budget=budget, fitness=fitness)
     result = search(entry, data, board, fp.model, spec, pkg / "search", cfg.env)
     history = json.loads((pkg / "search" / "history.json").read_text())
     from bitswarm.search.journal import Journal
@@ -69,7 +74,8 @@ def run_small_search(cfg, entry: ZooEntry, data, pkg: Path):
     j = Journal(pkg / "search" / "journal.sqlite", result["signature"])
     evals = [{"fitness": r.fitness, "violation": r.violation, "cost": r.cost} for r in j.records]
     j.close()
-    summary = {"algo": spec.algo, "constraint": " and ".join(c.describe() for c in constraints), "cost": cost,
+    summary = {"algo": spec.algo, "fitness": fitness,
+               "constraint": " and ".join(c.describe() for c in constraints), "cost": cost,
                "quantity": constraints[0].quantity, "limit": constraints[0].limit,
                "target_fps": spec.target_fps, "budget": budget,
                "history": history, "evaluations": evals, "best": result["best"]}

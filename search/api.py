@@ -19,10 +19,11 @@ from bitswarm.models import ZooEntry
 from bitswarm.search.bbpso import BBPSO, BBPSOSettings, RandomSearch, layer_importance
 from bitswarm.search.bitswarm_pso import BitswarmPSO, cost_weights
 from bitswarm.search.ga import GeneticSearch
+from bitswarm.search.oneshot import how_to_train, open_oneshot
 from bitswarm.search.problem import EVAL_RECIPE, FitnessMemo, QuantProblem, importance_norms
 from bitswarm.search.runner import run_search
 from bitswarm.search.sensitivity import ptq_sensitivity
-from bitswarm.search.space import Space
+from bitswarm.search.space import Space, build_space
 from bitswarm.train import Recipe, evaluate
 
 RECHECK_VERIFY_SAMPLES = 200  # validation images the re-checked winner's FINN build is verified on
@@ -87,6 +88,7 @@ class SearchSpec:
     fitness_memo: str | None = None  # SQLite file shared by runs with the same eval_seed (see FitnessMemo)
     recheck: bool = True  # FINN-based cost: estimate the exported winner again (the deploy's FINN step does it)
     target_fps: int | None = None  # FINN-based cost: the throughput FINN folds for (None: 10,000 or the latency's)
+    fitness: str = "qat"  # "qat" (short fine-tune per candidate) or "oneshot" (the trained supernet scores it)
 
 
 def check_constraints(cost_name: str, constraints: tuple[Constraint, ...]) -> None:
@@ -95,16 +97,6 @@ def check_constraints(cost_name: str, constraints: tuple[Constraint, ...]) -> No
         if c.quantity not in provides:
             raise ConfigError("--constraint", c.quantity, f"cost model '{cost_name}' does not provide it",
                               ", ".join(provides))
-
-
-def search_candidates(board: Board, cost: str) -> tuple[int, ...]:
-    """The board's bit candidates; those FINN maps (1..8) for a FINN-based cost (per-variable
-    narrowing: :func:`build_space`)."""
-    if cost in ("finn", "surrogate"):
-        from bitswarm.models.finn_support import FINN_BITS
-
-        return tuple(b for b in board.bit_candidates if b in FINN_BITS)
-    return board.bit_candidates
 
 
 def cost_options(spec: SearchSpec, env: Environment | None = None) -> dict:
@@ -117,15 +109,6 @@ def cost_options(spec: SearchSpec, env: Environment | None = None) -> dict:
         return {**out, "target_fps": spec.target_fps}
     latency = [c.limit for c in spec.constraints if c.quantity == "latency_ms"]
     return {**out, "max_latency_ms": min(latency)} if latency else out
-
-
-def build_space(entry: ZooEntry, board: Board, cost: str) -> Space:
-    """The board's candidates; for a FINN-based cost narrowed per variable to what FINN maps."""
-    if cost in ("finn", "surrogate") or board.fpga is not None:  # an FPGA board's winner must go through FINN
-        from bitswarm.models.finn_support import finn_narrow
-
-        return Space.from_specs(entry.specs, board.bit_candidates, entry.default_bits(), narrow=finn_narrow(entry))
-    return Space.from_specs(entry.specs, search_candidates(board, cost), entry.default_bits())
 
 
 def constraint_flag(quantity: str) -> str:
@@ -222,9 +205,12 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
     ``feasible: False`` with no final fine-tune, no FINN re-check and no winner."""
     space, cost_model = _prepare(entry, board, spec, env)
     fp_state = {k: v.detach().clone() for k, v in fp_model.state_dict().items()}
+    shot = _oneshot(entry, board, data, fp_state, spec, env)
     problem = QuantProblem(entry, data, fp_state, board, cost_model, spec.constraints, spec.eval_recipe,
                            spec.val_samples, spec.seed if spec.eval_seed is None else spec.eval_seed,
-                           FitnessMemo(spec.fitness_memo) if spec.fitness_memo else None)
+                           FitnessMemo(spec.fitness_memo) if spec.fitness_memo else None, shot)
+    if shot is not None:  # scoring is inference: one process (the supernet is not shipped to workers)
+        spec = replace(spec, workers=1, ray_address=None)
     t_start = time.time()
     imp, weights = start_prior(spec.algo, entry, fp_state, space, spec.settings, data)
     start_s = time.time() - t_start
@@ -237,6 +223,8 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
                  # what the results depend on, by content: a change refuses the resume (journal.py)
                  "model_digest": entry_digest(entry), "float_model": problem.fp_tag, "val_samples": spec.val_samples,
                  "data": [data.name, data.fingerprint], "board_digest": digest(repr(board))}
+    if shot is not None:  # the supernet's weights and calibration set the fitness depends on
+        signature["fitness"] = shot.tag
     if spec.target_fps is not None and spec.cost in ("finn", "surrogate"):  # the folding every cost assumed
         signature["target_fps"] = spec.target_fps
     if isinstance(searcher, BitswarmPSO):  # its start changed (session 10): an older journal is not resumed
@@ -250,22 +238,41 @@ def search(entry: ZooEntry, data: Dataset, board: Board, fp_model, spec: SearchS
     result["start_s"] = round(start_s, 2)  # the initial swarm's prior (the variant's sensitivity passes)
     if not result["feasible"]:  # nothing to fine-tune or export; journal, history.json and result.json stay
         return result
-    return _winner(entry, data, board, fp_model, fp_state, spec, run_dir, env, progress, arch, result)
+    return _winner(entry, data, board, fp_model, fp_state, spec, run_dir, env, progress, arch, result, shot)
+
+
+def _oneshot(entry: ZooEntry, board: Board, data: Dataset, fp_state: dict, spec: SearchSpec, env):
+    """The trained supernet that scores candidates (``spec.fitness == "oneshot"``), else None."""
+    if spec.fitness not in ("qat", "oneshot"):
+        raise ConfigError("--fitness", "fitness", f"unknown fitness {spec.fitness!r}", "qat, oneshot")
+    if spec.fitness == "qat":
+        return None
+    cache = require_cache_dir(env.cache_dir if env else None, "the one-shot fitness")
+    shot = open_oneshot(entry, board, data, fp_state, cache)
+    if shot is None:
+        raise ConfigError("--fitness", "fitness", how_to_train(entry, board), "qat, or oneshot once trained")
+    return shot
 
 
 def _winner(entry: ZooEntry, data: Dataset, board: Board, fp_model, fp_state: dict, spec: SearchSpec,
-            run_dir: Path, env, progress: bool, arch: dict | None, result: dict) -> dict:
+            run_dir: Path, env, progress: bool, arch: dict | None, result: dict, shot=None) -> dict:
     """The feasible winner: its final fine-tune, FINN re-check and winner dir (each when asked for)."""
     from bitswarm.models import BitConfig
+    from bitswarm.models.supernet import recalibrate_bn
     from bitswarm.search.runner import write_json
     from bitswarm.train import load_float_weights, train
 
     torch.manual_seed(spec.seed)
     best_bits = BitConfig.from_dict({"layers": result["best"]["bits"]})
-    best = entry.build(best_bits)
-    load_float_weights(best, fp_state)
+    if shot is not None:  # the winner starts from its inherited weights and learns from the float model too
+        best = recalibrate_bn(shot.net.inherit(best_bits), shot.calib)
+        teacher = fp_model
+    else:
+        best, teacher = entry.build(best_bits), None
+        load_float_weights(best, fp_state)
     if spec.final_recipe is not None:
-        best = train(best, data, spec.final_recipe, spec.seed, None, progress=progress, desc="final fine-tune")
+        best = train(best, data, spec.final_recipe, spec.seed, None, progress=progress, desc="final fine-tune",
+                     teacher=teacher)
         result["final"] = {"val_acc": evaluate(best, data.val), "test_acc": evaluate(best, data.test),
                            "fp_test_acc": evaluate(fp_model, data.test), "recipe": spec.final_recipe.key()}
     if spec.recheck and spec.cost in ("finn", "surrogate") and board.fpga is not None:

@@ -1,6 +1,7 @@
 """The mixed-precision problem: bits -> (fitness, violation, cost).
 
-Fitness is validation accuracy after a short quantization-aware fine-tune from the float
+Fitness is validation accuracy: one-shot (the configuration inherited from a trained supernet, BatchNorm
+re-estimated: ``QuantProblem.oneshot``) or after a short quantization-aware fine-tune from the float
 checkpoint (§5.3.1: 2 epochs, SGD lr 0.01, momentum 0.9, weight decay 5e-3; scaled here by
 ``eval_recipe``); the violation is the summed relative excess of the constraints over the cost
 that a :mod:`bitswarm.hw` cost model returns. The test split is never touched.
@@ -87,6 +88,7 @@ class QuantProblem:
     val_samples: int | None = None
     seed: int = 0
     memo: FitnessMemo | None = None
+    oneshot: object | None = None  # a :class:`bitswarm.search.oneshot.OneShot`: score by the supernet, no training
 
     def __post_init__(self):
         self.fp_tag = state_digest(self.fp_state)[:16]  # which float checkpoint the memoised fitness started from
@@ -99,8 +101,9 @@ class QuantProblem:
         cost, violation = self.cost(bits)
         if violation > 0:  # infeasible: no fine-tune, no memo entry
             return Evaluation(UNTRAINED, violation, dict(cost.values), False)
-        key = "|".join(map(str, (entry_digest(self.entry), self.fp_tag, bits.key(), self.eval_recipe.key(),
-                                  self.val_samples, self.seed)))
+        recipe = self.oneshot.tag if self.oneshot is not None else self.eval_recipe.key()
+        key = "|".join(map(str, (entry_digest(self.entry), self.fp_tag, bits.key(), recipe, self.val_samples,
+                                  self.seed)))
         fitness = self.memo.get(key) if self.memo else None
         if fitness is None:
             fitness = self.fine_tune_and_validate(bits)
@@ -109,6 +112,8 @@ class QuantProblem:
         return Evaluation(fitness, violation, dict(cost.values), True)
 
     def fine_tune_and_validate(self, bits: BitConfig) -> float:
+        if self.oneshot is not None:  # inherit from the supernet, re-estimate BatchNorm, validate
+            return self.oneshot.score(bits, self.data.val.subset(self.val_samples))
         torch.manual_seed(self.seed)
         model = self.entry.build(bits)
         load_float_weights(model, self.fp_state)

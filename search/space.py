@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bitswarm.models import BitConfig, LayerSpec
+from bitswarm.boards import Board
+from bitswarm.models import BitConfig, LayerSpec, ZooEntry
+from bitswarm.models.finn_support import FINN_BITS, finn_narrow
 
 Position = tuple[int, ...]
 Variable = tuple[str, str]  # (layer name, "w" | "a")
@@ -112,3 +114,18 @@ class Space:
     def clip(self, values) -> Position:
         pos = tuple(int(min(h, max(0, round(float(v))))) for v, h in zip(values, self.highs, strict=True))
         return self.repair(pos) if self.rules else pos
+
+
+def search_candidates(board: Board, cost: str) -> tuple[int, ...]:
+    """The board's bit candidates; those FINN maps (1..8) for a FINN-based cost (per-variable
+    narrowing: :func:`build_space`)."""
+    if cost in ("finn", "surrogate"):
+        return tuple(b for b in board.bit_candidates if b in FINN_BITS)
+    return board.bit_candidates
+
+
+def build_space(entry: ZooEntry, board: Board, cost: str) -> Space:
+    """The board's candidates; for a FINN-based cost narrowed per variable to what FINN maps."""
+    if cost in ("finn", "surrogate") or board.fpga is not None:  # an FPGA board's winner must go through FINN
+        return Space.from_specs(entry.specs, board.bit_candidates, entry.default_bits(), narrow=finn_narrow(entry))
+    return Space.from_specs(entry.specs, search_candidates(board, cost), entry.default_bits())

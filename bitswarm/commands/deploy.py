@@ -37,7 +37,7 @@ def cmd_deploy(args) -> int:
     cfg = DeployConfig(board=board, env=read_environment(), model=model, dataset=args.dataset,
                        data_dir=args.data_dir, weights=args.weights, bits_file=args.config, qonnx=args.qonnx,
                        seed=args.seed, search={"particles": args.particles, "iters": args.iters,
-                               "cost": args.cost or profile_for(model).cost},
+                               "cost": args.cost or profile_for(model).cost, "fitness": args.fitness},
                        fp_epochs=args.fp_epochs, qat_epochs=args.epochs, out_root=Path(args.out), run_id=run_id,
                        command=" ".join(shlex.quote(a) for a in ["bitswarm", *sys.argv[1:]]), tvm=not args.no_tvm,
                        verify_samples=args.verify_samples, target_fps=args.target_fps)
@@ -92,6 +92,10 @@ def register(sub) -> None:
     sp.add_argument("--run-id", type=run_id, help="package name (default: timestamp-model)")
     sp.add_argument("--particles", type=positive_int, default=6, help="search swarm size (default 6: a small budget)")
     sp.add_argument("--iters", type=positive_int, default=4, help="search iterations (default 4)")
+    sp.add_argument("--fitness", default="auto", choices=("auto", "oneshot", "qat"),
+                    help="how the search scores a candidate: oneshot (the trained supernet, no training; the winner's "
+                         "QAT then starts from its inherited weights), qat (a short fine-tune each), auto (default: "
+                         "oneshot where `bitswarm supernet` trained one for the model and board)")
     sp.add_argument("--cost", default=None, choices=("finn", "surrogate", "bitops"),
                     help="cost model of the search: finn (FINN estimates + bit metrics; TFC's default: LUT within "
                          "FINN's limit and avg bits <= 3), surrogate (the calibrated FINN surrogate; CNV's default: "

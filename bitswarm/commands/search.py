@@ -74,6 +74,7 @@ def cmd_search(args) -> int:
     from bitswarm.env import read_environment
     from bitswarm.search.api import check_constraints, check_feasible, search
     from bitswarm.search.journal import check_journal_file
+    from bitswarm.search.oneshot import resolve_fitness
     from bitswarm.workflow import fp_recipe, set_threads, train_float
 
     set_threads(args.threads)
@@ -90,6 +91,10 @@ def cmd_search(args) -> int:
     check_journal_file(run_dir / "journal.sqlite")  # a corrupt journal is found before any training
     if fp_model is None:
         fp_model = train_float(entry, data, args.seed, fp_recipe(entry.dataset, entry.name), env).model
+    fitness, line = resolve_fitness(args.fitness, entry, board, data, fp_model.state_dict(), env.cache_dir)
+    if args.fitness == "auto":
+        print(line)
+    spec = replace(spec, fitness=fitness)
     r = search(entry, data, board, fp_model, spec, run_dir, env, arch=arch)
     if not r["feasible"]:
         raise BitswarmError(infeasible_line(r, constraints, run_dir))
@@ -210,6 +215,10 @@ def register(sub) -> None:
     sp.add_argument("--no-init", action="store_true", help="ablation -IN: random initialisation")
     sp.add_argument("--no-screening", action="store_true", help="ablation -SCP: re-evaluate duplicates")
     sp.add_argument("--no-local-search", action="store_true", help="ablation -LSP")
+    sp.add_argument("--fitness", default="auto", choices=("auto", "oneshot", "qat"),
+                    help="how a candidate is scored: oneshot (inherited from the trained supernet, BatchNorm "
+                         "re-estimated, no training: `bitswarm supernet`), qat (a short fine-tune each, as the "
+                         "paper), auto (default: oneshot where a supernet for the model and board exists)")
     sp.add_argument("--eval-epochs", type=int, default=2, help="QAT epochs per evaluation (paper: 2)")
     sp.add_argument("--eval-train-samples", type=count_or_all, default=EVAL_TRAIN_SAMPLES,
                     help=f"training images per evaluation (default {EVAL_TRAIN_SAMPLES}: ranks configurations as the "

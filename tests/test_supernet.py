@@ -1,0 +1,157 @@
+"""The mixed-precision supernet: shared weights, per-(layer, bit-width) quantizers, sandwich training that
+resumes exactly, inheritance into ordinary models, deterministic BatchNorm re-estimation."""
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from bitswarm.boards import load_board
+from bitswarm.data import Dataset, Split
+from bitswarm.models import get_model
+from bitswarm.models.supernet import (
+    SupernetRun,
+    calibration_images,
+    recalibrate_bn,
+    sandwich_step,
+    train_supernet,
+)
+from bitswarm.search.oneshot import SupernetSpec, sandwich_plan, supernet_space
+from bitswarm.train import Recipe
+
+
+def _tfc_supernet():
+    entry = get_model("tfc")
+    spec = SupernetSpec(entry, supernet_space(entry, load_board("pynq-z2")), Recipe(epochs=2, batch_size=64))
+    return entry, spec, spec.build()
+
+
+def _data(n=256, seed=0) -> Dataset:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 10, (n,), generator=g)
+    x = torch.randint(0, 40, (n, 1, 28, 28), generator=g, dtype=torch.uint8)
+    for i, c in enumerate(y.tolist()):  # a class-specific bright bar
+        x[i, 0, 2 + 2 * c: 5 + 2 * c, 4:24] = 250
+    split = Split(x, y)
+    return Dataset("synthetic", split, split, split, "synthetic", "synthetic")
+
+
+def test_every_configuration_shares_the_weights_and_keeps_its_own_quantizer_scale():
+    _, spec, net = _tfc_supernet()
+    plan = sandwich_plan(spec.space)
+    big, small = net.compose(plan.largest), net.compose(plan.smallest)
+    assert big.fc1.weight is small.fc1.weight  # one float weight at a path
+    assert big.fc1 is not small.fc1  # but each bit-width is its own unit (its own quantizer)
+    assert big.bn1 is small.bn1  # BatchNorm is shared while training (re-estimated per configuration)
+
+
+def test_a_one_bit_unit_does_not_clamp_the_shared_weights_in_place_even_after_loading_weights():
+    _, spec, net = _tfc_supernet()
+    net.load_float(get_model("tfc").build(get_model("tfc").uniform_bits(32, 32)).state_dict())
+    net.load_state_dict(net.state_dict())  # Brevitas re-creates the quantizers of a layer that loads a state
+    with torch.no_grad():
+        net.shared["fc1/weight"].mul_(10)  # far outside the 1-bit quantizer's 0.1 clip bound
+    before = net.shared["fc1/weight"].detach().clone()
+    net.compose(sandwich_plan(spec.space).smallest)(torch.rand(4, 1, 28, 28))
+    assert torch.equal(net.shared["fc1/weight"].detach(), before)
+
+
+def test_a_sandwich_step_lowers_the_loss_of_the_largest_and_the_smallest_configuration():
+    _, spec, net = _tfc_supernet()
+    plan = sandwich_plan(spec.space, k=1)
+    data = _data()
+    x, y = data.train.x[:128], data.train.y[:128]
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+
+    def losses():
+        with torch.no_grad():
+            return [float(torch.nn.functional.cross_entropy(net.compose(b).train()(x), y))
+                    for b in (plan.largest, plan.smallest)]
+
+    g = torch.Generator().manual_seed(0)
+    first = losses()
+    for _ in range(5):
+        sandwich_step(net, plan.configs(g), x, y, opt)
+    last = losses()
+    assert last[0] < first[0] and last[1] < first[1], (first, last)
+
+
+def test_training_interrupted_mid_epoch_resumes_to_the_same_weights(tmp_path):
+    data = _data()
+    _, spec, _ = _tfc_supernet()
+    plan = sandwich_plan(spec.space, k=1)
+    recipe = Recipe(epochs=2, lr=1e-2, batch_size=64)
+    whole = train_supernet(spec.build(), data, plan, SupernetRun(recipe, 0, tmp_path / "a", progress=False))
+    run = SupernetRun(recipe, 0, tmp_path / "b", progress=False, max_steps=3)  # stops inside epoch 1
+    train_supernet(spec.build(), data, plan, run)
+    assert (tmp_path / "b" / "state.pt").exists() and not (tmp_path / "b" / "final.pt").exists()
+    resumed = train_supernet(spec.build(), data, plan, replace(run, max_steps=None))
+    for (k, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    assert len((tmp_path / "b" / "epochs.jsonl").read_text().splitlines()) == 2
+
+
+def test_an_inherited_model_is_an_independent_ordinary_model_with_the_composed_function():
+    entry, spec, net = _tfc_supernet()
+    bits = sandwich_plan(spec.space).sample(torch.Generator().manual_seed(3))
+    model = net.inherit(bits).eval()
+    assert type(model) is type(entry.build(bits))
+    stateful = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))
+                or any(True for _ in m.buffers(recurse=False))]
+    assert not set(map(id, stateful)) & set(map(id, net.modules()))  # no parameter or buffer of the supernet's
+    x = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(model(x), net.compose(bits).eval()(x))
+        model.fc1.weight.add_(1.0)
+    assert not torch.equal(model.fc1.weight, net.shared["fc1/weight"])
+
+
+def test_batchnorm_reestimation_is_deterministic_for_a_seed():
+    _, spec, net = _tfc_supernet()
+    data = _data(512)
+    bits = sandwich_plan(spec.space).smallest
+    a = recalibrate_bn(net.inherit(bits), calibration_images(data.train, 200, seed=1))
+    b = recalibrate_bn(net.inherit(bits), calibration_images(data.train, 200, seed=1))
+    c = recalibrate_bn(net.inherit(bits), calibration_images(data.train, 200, seed=2))
+    assert torch.equal(a.bn1.running_mean, b.bn1.running_mean)
+    assert not torch.equal(a.bn1.running_mean, c.bn1.running_mean)
+
+
+def test_device_cuda_without_cuda_is_one_line_and_exit_2():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    r = subprocess.run([sys.executable, "-m", "bitswarm", "supernet", "--model", "tfc", "--device", "cuda"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and "cuda" in r.stderr and "no CUDA device" in r.stderr
+
+
+SHIPPED_SCORES = sorted(Path(__file__).resolve().parents[1].glob("models/pretrained/tfc-super-*/scores.json"))
+
+
+@pytest.mark.skipif(not SHIPPED_SCORES, reason="no shipped TFC supernet scores")
+def test_shipped_tfc_supernet_is_found_by_its_key_and_scores_its_recorded_accuracies(tmp_path):
+    from bitswarm.env import read_environment
+    from bitswarm.models import BitConfig
+    from bitswarm.search.oneshot import open_oneshot
+    from bitswarm.workflow import fp_recipe, get_data, train_float
+
+    env = read_environment()
+    if env.data_dir is None or not (Path(env.data_dir) / "mnist").exists():
+        pytest.skip("needs the real MNIST files (../shared/datasets)")
+    env = replace(env, cache_dir=tmp_path / "cache")
+    entry = get_model("tfc")
+    data = get_data(entry.dataset, None, env)
+    fp = train_float(entry, data, 0, fp_recipe(entry.dataset, entry.name), env, progress=False)
+    shot = open_oneshot(entry, load_board("pynq-z2"), data, fp.model.state_dict(), env.cache_dir)
+    recorded = json.loads(SHIPPED_SCORES[-1].read_text())
+    assert shot is not None and shot.ckpt_dir == SHIPPED_SCORES[-1].parent
+    assert shot.epochs == recorded["epochs"]
+    test = data.test.subset(recorded["test_samples"])
+    for row in recorded["configurations"][:3]:
+        acc = shot.score(BitConfig.from_dict({"layers": row["bits"]}), test)
+        assert abs(acc - row["oneshot_test"]) <= 0.005, (row["name"], acc, row["oneshot_test"])
