@@ -12,9 +12,11 @@ is appended to ``--out`` as it is measured, so a killed run resumes where it sto
         --fidelities full,full-seed1,e2-n8000,e1-n8000,e1-n2000 --threads 1 --out bench/results/fitness-cifar.json
     BITSWARM_DATA_DIR=../shared/datasets .venv/bin/python bench/bench_fitness.py --model cnv --n 2 --max-avg-bits 4 \
         --fidelities e1-n2000,e1-n5000,e2-n8000 --threads 1 --out bench/results/fitness-cnv.json   # seconds only
-    # issue 28: the one-shot fitness (the shipped supernet: `bitswarm supernet`) on the same 30 configurations
+    # issue 28: the one-shot fitness (the shipped supernet: `bitswarm supernet`) on the same 30 configurations,
+    # BatchNorm re-estimated on K training images (oneshot-nK; oneshot: the default K)
     BITSWARM_DATA_DIR=../shared/datasets .venv/bin/python bench/bench_fitness.py --model tfc --n 30 \
-        --max-avg-bits 3 --fidelities oneshot --threads 1 --out bench/results/fitness-tfc.json
+        --max-avg-bits 3 --fidelities oneshot-n100,oneshot-n500,oneshot,oneshot-n8000 --threads 1 \
+        --out bench/results/fitness-tfc.json
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from bitswarm.env import read_environment
 from bitswarm.hw.cost import Constraint, get_cost_model
 from bitswarm.search.api import build_space
 from bitswarm.search.bbpso import random_position
-from bitswarm.search.oneshot import how_to_train, open_oneshot
+from bitswarm.search.oneshot import CALIB_IMAGES, how_to_train, open_oneshot
 from bitswarm.search.problem import EVAL_RECIPE, QuantProblem
 from bitswarm.workflow import fp_recipe, resolve_model_and_data, scaled, set_threads, train_float
 
@@ -86,22 +88,25 @@ def main() -> None:
     rows = json.loads(out.read_text()) if out.exists() else []
     done = {(r["bits"], r["fidelity"]) for r in rows}
     constraint = (Constraint("avg_bits", args.max_avg_bits),)
-    shot = None
-    if "oneshot" in args.fidelities.split(","):  # the trained supernet of the model on the board's space
-        shot = open_oneshot(entry, board, data, fp_state, env.cache_dir)
-        if shot is None:
-            raise SystemExit(how_to_train(entry, board))
+    shots = {}  # "oneshot" (CALIB_IMAGES) or "oneshot-nK": the trained supernet, BatchNorm re-estimated on K images
+    for name in args.fidelities.split(","):
+        if name.startswith("oneshot"):
+            k = int(name.split("-n")[1]) if "-n" in name else CALIB_IMAGES
+            shots[name] = open_oneshot(entry, board, data, fp_state, env.cache_dir, calib_images=k)
+            if shots[name] is None:
+                raise SystemExit(how_to_train(entry, board))
     for i, bits in enumerate(configurations(entry, board, args.max_avg_bits, args.n, args.seed)):
         for name in args.fidelities.split(","):
             if (bits.short(), name) in done:
                 continue
             recipe, val, seed = FIDELITIES.get(name, (EVAL_RECIPE, None, 0))
             problem = QuantProblem(entry, data, fp_state, board, get_cost_model("bitops"), constraint, recipe, val,
-                                   seed, oneshot=shot if name == "oneshot" else None)
+                                   seed, oneshot=shots.get(name))
             t0 = time.time()
             fitness = problem.fine_tune_and_validate(bits)
             rows.append({"bits": bits.short(), "fidelity": name, "fitness": fitness, "seconds": time.time() - t0,
-                         **({"supernet": f"{shot.ckpt_dir.name}@{shot.epochs}"} if name == "oneshot" else {})})
+                         **({"supernet": f"{shots[name].ckpt_dir.name}@{shots[name].epochs}"} if name in shots
+                            else {})})
             out.write_text(json.dumps(rows, indent=1))
             print(f"[{i + 1}/{args.n}] {name:16s} {bits.short():40s} {fitness:.4f} {rows[-1]['seconds']:.1f}s",
                   flush=True)

@@ -7,7 +7,7 @@ The score flow: each given configuration's one-shot accuracy and its hardware co
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,7 +24,7 @@ from bitswarm.search.oneshot import (
     supernet_recipe,
     supernet_space,
 )
-from bitswarm.workflow import fp_recipe, parse_bits, resolve_model_and_data, train_float
+from bitswarm.workflow import fp_recipe, parse_bits, resolve_model_and_data, scaled, train_float
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,9 @@ class SupernetConfig:
     dataset: str | None = None
     data_dir: str | None = None
     weights: str | None = None
-    epochs: int | None = None  # the recipe's total epochs (part of the key); default the dataset's recipe
     stop_after: int | None = None  # train to this many epochs in total, then stop (resumable)
     k: int = 2
+    fp_epochs: int | None = None  # the float model's epochs (default: the dataset's recipe)
     device: torch.device = torch.device("cpu")
     root: Path | None = None  # checkpoint folder's parent (default: shipped folder when it has this run, else cache)
     val_samples: int = 2000
@@ -51,19 +51,17 @@ class SupernetResult:
     accuracies: dict[str, float]  # "largest"/"smallest" -> one-shot validation accuracy
 
 
-def _setup(model: str, board: Board, dataset, data_dir, weights, env: Environment, epochs=None, k=2):
+def _setup(model: str, board: Board, dataset, data_dir, weights, env: Environment, k: int = 2,
+           fp_epochs: int | None = None):
     entry, data, _ = resolve_model_and_data(model, dataset, data_dir, env, weights)
-    fp = train_float(entry, data, 0, fp_recipe(entry.dataset, entry.name), env)
-    recipe = supernet_recipe(entry.dataset)
-    if epochs is not None:
-        recipe = replace(recipe, epochs=epochs)
-    spec = SupernetSpec(entry, supernet_space(entry, board), recipe, k=k)
+    fp = train_float(entry, data, 0, scaled(fp_recipe(entry.dataset, entry.name), fp_epochs), env)
+    spec = SupernetSpec(entry, supernet_space(entry, board), supernet_recipe(entry.dataset), k=k)
     return entry, data, fp, spec
 
 
 def run_supernet(cfg: SupernetConfig, env: Environment) -> SupernetResult:
-    entry, data, fp, spec = _setup(cfg.model, cfg.board, cfg.dataset, cfg.data_dir, cfg.weights, env, cfg.epochs,
-                                   cfg.k)
+    entry, data, fp, spec = _setup(cfg.model, cfg.board, cfg.dataset, cfg.data_dir, cfg.weights, env, cfg.k,
+                                   cfg.fp_epochs)
     ckpt = supernet_dir(spec, data, fp.model.state_dict(), env.cache_dir, cfg.root)
     net = spec.build()
     net.load_float(fp.model.state_dict())
@@ -90,6 +88,7 @@ class ScoreConfig:
     cost: str = "bitops"
     target_fps: int | None = None
     val_samples: int | None = None
+    fp_epochs: int | None = None
 
 
 def run_score(cfg: ScoreConfig, env: Environment):
@@ -99,7 +98,8 @@ def run_score(cfg: ScoreConfig, env: Environment):
     from bitswarm.search.api import SearchSpec, cost_options
     from bitswarm.search.oneshot import how_to_train, open_oneshot
 
-    entry, data, fp, spec = _setup(cfg.model, cfg.board, cfg.dataset, cfg.data_dir, cfg.weights, env)
+    entry, data, fp, spec = _setup(cfg.model, cfg.board, cfg.dataset, cfg.data_dir, cfg.weights, env,
+                                   fp_epochs=cfg.fp_epochs)
     shot = open_oneshot(entry, cfg.board, data, fp.model.state_dict(), env.cache_dir)
     if shot is None:
         raise BitswarmError(how_to_train(entry, cfg.board))

@@ -132,7 +132,8 @@ class BitConfig:
                     raise ConfigError(source, f"layers.{name}.{field}",
                                       f"layer '{name}' has no {'weights' if field == 'w' else 'quantized output'}",
                                       "null / omitted")
-                if present and value not in allowed:
+                # a boolean (YAML's yes/true) or a float is not a bit-width, though True == 1 and 2.0 == 2
+                if present and (isinstance(value, bool) or not isinstance(value, int) or value not in allowed):
                     raise ConfigError(source, f"layers.{name}.{field}", f"bit-width {value!r} not in candidate set",
                                       ", ".join(map(str, allowed)))
         missing = [s.name for s in specs if s.name not in dict(self.layers)]

@@ -81,6 +81,46 @@ def test_sample_counts_take_zero_for_all_not_negatives(tmp_path, capsys, argv, f
     _nothing_written(tmp_path, out)
 
 
+@pytest.mark.parametrize("argv, flag, allowed", [
+    (["search", "--val-samples", "-5"], "--val-samples", "or 0 for all"),
+    (["search", "--beta", "2"], "--beta", "a number in [0.5, 1]"),
+    (["search", "--beta", "nan"], "--beta", "a number in [0.5, 1]"),
+    (["search", "--max-avg-bits", "nan"], "--max-avg-bits", "a number in (0, inf]"),
+    (["search", "--max-lut", "-1"], "--max-lut", "a number in (0, inf]"),
+    (["search", "--final-epochs", "-1"], "--final-epochs", "or 0 to skip"),
+    (["search", "--gamma", "0"], "--gamma", "an integer >= 1"),
+    (["search", "--threads", "-3"], "--threads", "an integer >= 1"),
+    (["search", "--seed", "123456789012345678901"], "--seed", "an integer in 0..4294967295"),
+    (["search", "--fitness", "magic"], "--fitness", "auto"),
+    (["compare", "--final-epochs", "-2"], "--final-epochs", "or 0 to skip"),
+    (["compare", "--eval-train-samples", "-1"], "--eval-train-samples", "or 0 for all"),
+    (["cluster", "--sparsity", "1.5"], "--sparsity", "a number in [0, 0.99]"),
+    (["finetune", "--rate", "2"], "--rate", "a number in (0, 1]"),
+    (["supernet", "--stop-after", "0"], "--stop-after", "an integer >= 1"),
+    (["supernet", "--device", "tpu"], "--device", "auto"),
+    (["score", "--bits", "w2a2", "--val-samples", "-1"], "--val-samples", "or 0 for all"),
+])
+def test_values_out_of_their_documented_range_are_refused(tmp_path, capsys, argv, flag, allowed):
+    out = tmp_path / "out"
+    extra = {"search": ["--run-dir", str(out)], "compare": ["--out", str(out)], "cluster": ["--out", str(out)],
+             "finetune": ["--out", str(out)]}
+    assert main([*argv, "--data-dir", str(tmp_path / "no-data"), *extra.get(argv[0], [])]) == 2
+    _one_line_error(capsys, f"argument {flag}", allowed)
+    _nothing_written(tmp_path, out)
+
+
+@pytest.mark.parametrize("value", ["true", "yes", "2.0", "'2'"])
+def test_a_bits_file_value_that_is_not_an_integer_is_refused(tmp_path, capsys, value):
+    """YAML's true/yes would pass as 1 bit (True == 1), 2.0 as 2: neither is a bit-width."""
+    bits = tmp_path / "bits.yaml"
+    rows = ["input_quant: {w: null, a: 2}", f"fc0: {{w: {value}, a: 2}}", "fc1: {w: 2, a: 2}", "fc2: {w: 2, a: 2}",
+            "fc3: {w: 2, a: null}"]
+    bits.write_text("layers:\n" + "".join(f"  {r}\n" for r in rows))
+    assert main(["train", "--bits", str(bits), "--data-dir", str(tmp_path / "no-data")]) == 2
+    _one_line_error(capsys, str(bits), "layers.fc0.w", "not in candidate set", "allowed: 1, 2")
+    _nothing_written(tmp_path)
+
+
 # 2. boards --------------------------------------------------------------------------------------
 
 def _board(tmp_path, mutate):

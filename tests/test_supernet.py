@@ -155,3 +155,36 @@ def test_shipped_tfc_supernet_is_found_by_its_key_and_scores_its_recorded_accura
     for row in recorded["configurations"][:3]:
         acc = shot.score(BitConfig.from_dict({"layers": row["bits"]}), test)
         assert abs(acc - row["oneshot_test"]) <= 0.005, (row["name"], acc, row["oneshot_test"])
+
+
+def test_cli_supernet_then_oneshot_search_and_score_without_training_per_candidate(tmp_path, tiny_mnist_dir,
+                                                                                   monkeypatch, capsys):
+    """Before a supernet: auto falls back to QAT with one line, oneshot is refused with that line (exit 2).
+    After `bitswarm supernet`: the search scores by inheritance (no fine-tune per candidate) and its winner's QAT
+    starts from the inherited weights; `score` prints one line per configuration."""
+    from bitswarm.cli import main
+    from bitswarm.search import problem
+
+    monkeypatch.setenv("BITSWARM_CACHE_DIR", str(tmp_path / "cache"))
+    data = ["--data-dir", str(tiny_mnist_dir)]
+    search = ["search", *data, "--max-avg-bits", "4", "--particles", "3", "--iters", "2", "--val-samples", "500",
+              "--final-epochs", "1"]
+    assert main([*search, "--fitness", "oneshot", "--run-dir", str(tmp_path / "r0")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "bitswarm supernet --model tfc --board pynq-z2" in err
+    assert main(["supernet", *data, "--stop-after", "1", "--threads", "1", "--val-samples", "500"]) == 0
+    out = capsys.readouterr().out
+    assert "supernet trained 1 of 10 epochs (resumable)" in out and "largest" in out
+
+    def no_training(*a, **k):
+        raise AssertionError("a candidate was fine-tuned")
+
+    monkeypatch.setattr(problem, "train", no_training)  # the per-candidate QAT (the winner's final QAT is not it)
+    assert main([*search, "--run-dir", str(tmp_path / "r")]) == 0, capsys.readouterr().err
+    assert "--fitness oneshot (the trained supernet of tfc on pynq-z2" in capsys.readouterr().out
+    r = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert r["signature"]["fitness"].startswith("oneshot:") and r["best"]["violation"] == 0
+    assert 0 < r["final"]["test_acc"] <= 1
+    assert main(["score", *data, "--bits", "w2a2", "w8a8", "--val-samples", "500"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "one-shot val" in ln]
+    assert [ln.split(":")[0] for ln in lines] == ["w2a2", "w8a8"] and all("avg_bits=" in ln for ln in lines)

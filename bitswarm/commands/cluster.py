@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from bitswarm.commands.core import add_common, add_start_options
+from bitswarm.commands.core import add_common, add_start_options, number_in
 
 
 def cmd_cluster(args) -> int:
@@ -44,8 +44,8 @@ def register(sub) -> None:
                     help="start: ptq (default: float weights, calibrated activations), qat, or an output dir")
     sp.add_argument("--out", required=True, help="output directory")
     add_start_options(sp)
-    sp.add_argument("--sparsity", type=float, default=D["sparsity"],
-                    help=f"share of weights pruned per layer (default {D['sparsity']:g})")
+    sp.add_argument("--sparsity", type=number_in(0.0, 0.99), default=D["sparsity"],
+                    help=f"share of weights pruned per layer, in [0, 0.99] (default {D['sparsity']:g})")
     sp.add_argument("--init", choices=("pso", "random", "kmeans++"), default=D["init"],
                     help=f"initial centroids (default {D['init']})")
     sp.add_argument("--clusters", type=int, default=D["clusters"], help="clusters per layer (default 2^bits)")

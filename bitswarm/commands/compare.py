@@ -6,7 +6,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from bitswarm.commands.core import add_common, count_or_all, positive_int
+from bitswarm.commands.core import add_common, count_or_all, epochs_or_skip, positive_int
 from bitswarm.commands.search import (
     add_constraint_args,
     add_executor_args,
@@ -75,7 +75,7 @@ def cmd_compare(args) -> int:
                                  gamma=args.gamma)
             spec = SearchSpec(algo=algo, settings=base, cost=args.cost, constraints=constraints,
                               eval_recipe=replace(EVAL_RECIPE, epochs=args.eval_epochs,
-                                                  max_train=args.eval_train_samples),
+                                                  max_train=args.eval_train_samples or None),
                               val_samples=args.val_samples or None, seed=seed, budget=args.budget,
                               workers=args.workers, ray_address=args.ray_address, final_recipe=final,
                               eval_seed=args.eval_seed, fitness_memo=memo, target_fps=args.target_fps)
@@ -121,12 +121,13 @@ def register(sub) -> None:
     add_constraint_args(sp)
     sp.add_argument("--particles", type=positive_int, default=6)
     sp.add_argument("--iters", type=positive_int, default=5)
-    sp.add_argument("--gamma", type=int, default=2)
+    sp.add_argument("--gamma", type=positive_int, default=2, help="local search every GAMMA iterations")
     sp.add_argument("--budget", type=positive_int, default=None,
                     help="equal budget of trained evaluations per run (overrides --iters); candidates whose "
                          "cost already violates a constraint are not trained and cost no budget")
     sp.add_argument("--eval-epochs", type=int, default=1)
-    sp.add_argument("--eval-train-samples", type=int, default=2000)
+    sp.add_argument("--eval-train-samples", type=count_or_all, default=2000,
+                    help="training images per evaluation (0: every training image, as in `search`)")
     sp.add_argument("--val-samples", type=count_or_all, default=1000,
                     help="validation images per evaluation (0: the whole validation split)")
     sp.add_argument("--eval-seed", type=int, default=0,
@@ -134,7 +135,7 @@ def register(sub) -> None:
                          "share evaluations through OUT/fitness.sqlite); -1: each run uses its own seed")
     sp.add_argument("--fp-epochs", type=positive_int, default=None,
                     help="float training epochs (default: the dataset's recipe)")
-    sp.add_argument("--final-epochs", type=int, default=0,
+    sp.add_argument("--final-epochs", type=epochs_or_skip, default=0,
                     help="QAT epochs of each run's winner, then its held-out test accuracy (0: skip)")
     add_target_fps_arg(sp)
     add_executor_args(sp)

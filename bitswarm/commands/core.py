@@ -33,6 +33,48 @@ def count_type(zero: str):
 
 #: a sample count where 0 means every sample
 count_or_all = count_type("for all")
+#: an epoch count where 0 skips the training
+epochs_or_skip = count_type("to skip")
+
+#: seeds are 32-bit (numpy's and torch's generators take them)
+MAX_SEED = 2**32 - 1
+
+
+def seed_type(text: str) -> int:
+    """argparse ``type=`` of ``--seed``: an integer in 0..2**32-1."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed; allowed: an integer in 0..{MAX_SEED}")
+    return n
+
+
+def number_in(lo: float | None = None, hi: float | None = None, lo_open: bool = False):
+    """An argparse ``type=`` for a finite number in [lo, hi] (``lo_open``: (lo, hi]); NaN and infinities refused."""
+    import math
+
+    left = "(" if lo_open else "["
+    what = f"a number in {left}{'-inf' if lo is None else f'{lo:g}'}, {'inf' if hi is None else f'{hi:g}'}]"
+
+    def parse(text: str) -> float:
+        try:
+            x = float(text)
+        except ValueError:
+            x = math.nan
+        ok = math.isfinite(x) and (lo is None or (x > lo if lo_open else x >= lo)) and (hi is None or x <= hi)
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed; allowed: {what}")
+        return x
+
+    return parse
+
+
+#: a limit of a constraint: a finite number > 0 (NaN would make every candidate feasible)
+limit_type = number_in(0.0, lo_open=True)
+#: a share of something: a number in [0, 1]
+fraction_type = number_in(0.0, 1.0)
 
 
 def add_common(p: argparse.ArgumentParser, board_default: str = "pynq-z2") -> None:
@@ -48,8 +90,8 @@ def add_common(p: argparse.ArgumentParser, board_default: str = "pynq-z2") -> No
                    help="mnist, cifar10, a folder of images in per-class subfolders, or an .npz with x/y "
                         "(default: the zoo model's dataset; required for a user model)")
     p.add_argument("--weights", default=None, help="float state_dict (.pt) for a user model given as FILE.py:FN")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--seed", type=seed_type, default=0, help=f"random seed, 0..{MAX_SEED} (default 0)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: all cores)")
 
 
 def add_start_options(sp: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from bitswarm.commands.core import add_common, add_start_options, positive_int
+from bitswarm.commands.core import add_common, add_start_options, number_in, positive_int
 
 
 def cmd_finetune(args) -> int:
@@ -59,8 +59,8 @@ def register(sub) -> None:
     sp.add_argument("--pop", type=int, default=D["pop"],
                     help=f"evo: children per generation; eda-cc: population S (default {D['pop']})")
     sp.add_argument("--mu", type=int, default=D["mu"], help=f"evo: parents kept (default {D['mu']})")
-    sp.add_argument("--rate", type=float, default=D["rate"],
-                    help=f"evo: share of weights moved per child (default {D['rate']:g})")
+    sp.add_argument("--rate", type=number_in(0.0, 1.0, lo_open=True), default=D["rate"],
+                    help=f"evo: share of weights moved per child, in (0, 1] (default {D['rate']:g})")
     sp.add_argument("--radius", type=int, default=D["radius"],
                     help=f"evo: max levels from nearest rounding (default {D['radius']})")
     sp.add_argument("--budget", type=positive_int, default=D["budget"],

@@ -6,7 +6,14 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from bitswarm.commands.core import add_common, count_or_all, positive_int
+from bitswarm.commands.core import (
+    add_common,
+    count_or_all,
+    epochs_or_skip,
+    limit_type,
+    number_in,
+    positive_int,
+)
 from bitswarm.errors import BitswarmError, ConfigError
 from bitswarm.hw.cost import SHORTCUTS
 
@@ -50,7 +57,8 @@ def add_constraint_args(sp, default_cost: str | None = None) -> None:
                          "tvm on a CPU board)")
     sp.add_argument("--constraint", action="append", help="QUANTITY<=LIMIT (repeatable), e.g. lut<=30000")
     for k, q in SHORTCUTS.items():
-        sp.add_argument("--" + k.replace("_", "-"), type=float, default=None, help=f"shortcut for {q}<=LIMIT")
+        sp.add_argument("--" + k.replace("_", "-"), type=limit_type, default=None,
+                        help=f"shortcut for {q}<=LIMIT (a number > 0)")
 
 
 def add_target_fps_arg(sp) -> None:
@@ -115,7 +123,7 @@ def _spec(args, entry, constraints):
     return SearchSpec(algo=args.algo, settings=settings, cost=args.cost, constraints=constraints,
                       eval_recipe=replace(EVAL_RECIPE, epochs=args.eval_epochs,
                                           max_train=args.eval_train_samples or None),
-                      val_samples=args.val_samples, final_recipe=final, seed=args.seed, budget=args.budget,
+                      val_samples=args.val_samples or None, final_recipe=final, seed=args.seed, budget=args.budget,
                       workers=args.workers, ray_address=args.ray_address, target_fps=args.target_fps)
 
 
@@ -208,10 +216,10 @@ def register(sub) -> None:
     sp.add_argument("--budget", type=positive_int, default=None,
                     help="stop after this many trained evaluations (between rounds); a candidate whose cost "
                          "already violates a constraint is not trained and costs no budget")
-    sp.add_argument("--gamma", type=int, default=5, help="local search every GAMMA iterations")
-    sp.add_argument("--r", type=int, default=2, help="positions changed by the local search")
-    sp.add_argument("--alpha", type=float, default=4.0, help="Eq. 5 normalisation range")
-    sp.add_argument("--beta", type=float, default=1.0, help="Eq. 5 scale, in [0.5, 1]")
+    sp.add_argument("--gamma", type=positive_int, default=5, help="local search every GAMMA iterations")
+    sp.add_argument("--r", type=positive_int, default=2, help="positions changed by the local search")
+    sp.add_argument("--alpha", type=number_in(0.0, lo_open=True), default=4.0, help="Eq. 5 normalisation range (> 0)")
+    sp.add_argument("--beta", type=number_in(0.5, 1.0), default=1.0, help="Eq. 5 scale, in [0.5, 1]")
     sp.add_argument("--no-init", action="store_true", help="ablation -IN: random initialisation")
     sp.add_argument("--no-screening", action="store_true", help="ablation -SCP: re-evaluate duplicates")
     sp.add_argument("--no-local-search", action="store_true", help="ablation -LSP")
@@ -224,8 +232,10 @@ def register(sub) -> None:
                     help=f"training images per evaluation (default {EVAL_TRAIN_SAMPLES}: ranks configurations as the "
                          "paper's all-image recipe does, Spearman 0.90 on TFC and cifar-smallcnn, 4-5x cheaper; "
                          "BENCHMARKS.md issue 16); 0: every training image, as the paper")
-    sp.add_argument("--val-samples", type=int, default=None, help="validation samples per evaluation")
-    sp.add_argument("--final-epochs", type=int, default=None, help="final fine-tune epochs of the winner (0: skip)")
+    sp.add_argument("--val-samples", type=count_or_all, default=0,
+                    help="validation images per evaluation (default 0: the whole validation split)")
+    sp.add_argument("--final-epochs", type=epochs_or_skip, default=None,
+                    help="final fine-tune epochs of the winner (default: the model's QAT recipe; 0: skip)")
     add_target_fps_arg(sp)
     add_executor_args(sp)
     sp.add_argument("--from", dest="source", default=None, metavar="DIR",

@@ -17,7 +17,7 @@ def cmd_supernet(args) -> int:
     device = resolve_device(args.device)
     set_threads(args.threads)
     cfg = SupernetConfig(args.model, load_board(args.board), args.dataset, args.data_dir, args.weights,
-                         epochs=args.epochs, stop_after=args.stop_after, k=args.k, device=device,
+                         stop_after=args.stop_after, k=args.k, fp_epochs=args.fp_epochs, device=device,
                          root=Path(args.root) if args.root else None, val_samples=args.val_samples)
     r = run_supernet(cfg, read_environment())
     state = "trained" if r.epochs_done >= r.epochs else f"trained {r.epochs_done} of {r.epochs} epochs (resumable)"
@@ -35,7 +35,8 @@ def cmd_score(args) -> int:
 
     set_threads(args.threads)
     cfg = ScoreConfig(args.model, load_board(args.board), tuple(args.bits), args.dataset, args.data_dir,
-                      args.weights, cost=args.cost, target_fps=args.target_fps, val_samples=args.val_samples or None)
+                      args.weights, cost=args.cost, target_fps=args.target_fps, val_samples=args.val_samples or None,
+                      fp_epochs=args.fp_epochs)
     first = True
     for name, acc, cost, shot in run_score(cfg, read_environment()):
         if first:
@@ -47,6 +48,12 @@ def cmd_score(args) -> int:
     return 0
 
 
+def _fp_epochs(sp) -> None:
+    sp.add_argument("--fp-epochs", type=positive_int, default=None,
+                    help="epochs of the float model the supernet starts from (default: the dataset's recipe; "
+                         "the shipped checkpoint where there is one)")
+
+
 def register(sub) -> None:
     sp = sub.add_parser("supernet", help="train the mixed-precision supernet of a model on a board's space",
                         description="One set of weights for every bit configuration of the board's search space "
@@ -56,10 +63,9 @@ def register(sub) -> None:
                                     "stopped (even mid-epoch), keyed by content. Afterwards `search --fitness "
                                     "oneshot` and `score` rank configurations without training.")
     add_common(sp)
-    sp.add_argument("--epochs", type=positive_int, default=None,
-                    help="total epochs of the recipe (default: 10 on MNIST, 15 on CIFAR-10); part of its key")
     sp.add_argument("--stop-after", type=positive_int, default=None,
-                    help="stop after this many epochs in total (resume later with the same command)")
+                    help="stop after this many epochs in total, of the recipe's 10 (MNIST) or 15 (CIFAR-10); the "
+                         "same command resumes it, and search/score use it as far as it trained")
     sp.add_argument("--k", type=positive_int, default=2, help="random configurations per step (default 2)")
     sp.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                     help="auto (CUDA when present), cpu or cuda")
@@ -67,6 +73,7 @@ def register(sub) -> None:
                     "models/pretrained folder when it holds this run, else the cache)")
     sp.add_argument("--val-samples", type=count_or_all, default=2000,
                     help="validation images for the closing one-shot accuracies (0: all)")
+    _fp_epochs(sp)
     sp.set_defaults(fn=cmd_supernet)
 
     sc = sub.add_parser("score", help="one-shot accuracy and hardware cost of given configurations",
@@ -79,4 +86,5 @@ def register(sub) -> None:
     sc.add_argument("--cost", default="bitops", help="cost model: bitops, qonnx, finn, surrogate, tvm")
     sc.add_argument("--target-fps", type=positive_int, default=None, help="--cost finn/surrogate: folding target")
     sc.add_argument("--val-samples", type=count_or_all, default=0, help="validation images (default 0: all)")
+    _fp_epochs(sc)
     sc.set_defaults(fn=cmd_score)
