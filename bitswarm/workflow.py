@@ -143,11 +143,13 @@ def train_float(entry: ZooEntry, data: Dataset, seed: int, recipe: Recipe, env: 
 @dataclass(frozen=True)
 class Start:
     """Where a QAT run starts when not from the float weights: a model of the same bits (e.g. inherited from a
-    supernet), its tag for the cache key, and whether the float model teaches it (distillation)."""
+    supernet) and its tag for the cache key; ``teacher``: ``"float"`` (the float model), ``"none"``, or a tag
+    naming ``teacher_model`` (e.g. the supernet's largest configuration), whose outputs the run also matches."""
 
     model: nn.Module
     tag: str
-    distill_from_float: bool = True
+    teacher: str = "float"
+    teacher_model: nn.Module | None = None
 
 
 def finetune_quantized(entry: ZooEntry, bits: BitConfig, data: Dataset, seed: int, recipe: Recipe,
@@ -163,10 +165,11 @@ def finetune_quantized(entry: ZooEntry, bits: BitConfig, data: Dataset, seed: in
     ckpt = None
     if env is not None:
         init = f"{fp.ckpt_dir.name}+{QAT_INIT_VERSION}" if start is None else \
-            f"{fp.ckpt_dir.name}+{start.tag}+{'kd' if start.distill_from_float else 'ce'}"
+            f"{fp.ckpt_dir.name}+{start.tag}+teacher:{start.teacher}"
         key = run_key(entry_digest(entry), bits.key(), data, seed, recipe, init=init)
         ckpt = _ckpt_dir(env, entry, "q", key)
-    teacher = fp.model if start is not None and start.distill_from_float else None
+    teacher = None if start is None or start.teacher == "none" else \
+        fp.model if start.teacher == "float" else start.teacher_model
     model = train(model, data, recipe, seed, ckpt, progress, desc=f"{entry.name} qat", teacher=teacher)
     return Trained(model, bits, evaluate(model, data.val), ckpt or fp.ckpt_dir)
 

@@ -105,11 +105,11 @@ class OneShot:
     calib: torch.Tensor
     ckpt_dir: Path
     epochs: int
+    tag: str = ""  # what a memoised one-shot fitness depends on: the supernet's weights and the calibration set
 
-    @property
-    def tag(self) -> str:
-        """What the memoised one-shot fitness depends on: the supernet's weights and the calibration set."""
-        return f"oneshot:{state_digest(self.net.state_dict())[:16]}:{state_digest({'x': self.calib})[:8]}"
+    def __post_init__(self):
+        if not self.tag:
+            self.tag = f"oneshot:{state_digest(self.net.state_dict())[:16]}:{state_digest({'x': self.calib})[:8]}"
 
     def score(self, bits: BitConfig, split) -> float:
         return score(self.net, bits, self.calib, split)

@@ -188,3 +188,36 @@ def test_cli_supernet_then_oneshot_search_and_score_without_training_per_candida
     assert main(["score", *data, "--bits", "w2a2", "w8a8", "--val-samples", "500"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "one-shot val" in ln]
     assert [ln.split(":")[0] for ln in lines] == ["w2a2", "w8a8"] and all("avg_bits=" in ln for ln in lines)
+
+
+SHIPPED_TFC_SUPERNET = sorted(Path(__file__).resolve().parents[1].glob("models/pretrained/tfc-super-*/final.pt"))
+
+
+@pytest.mark.finn
+@pytest.mark.skipif(not SHIPPED_TFC_SUPERNET, reason="no shipped TFC supernet")
+def test_an_inherited_configuration_with_one_bit_layers_exports_and_its_finn_build_verifies(tmp_path):
+    """FINN's w1a1 TFC (1-bit weights and activations, 2-bit input) inherited from the shipped supernet."""
+    from bitswarm.flows.finn import build_finn
+    from bitswarm.hw.finn_verify import VerifyInputs
+    from bitswarm.models.export import export_qonnx
+    from bitswarm.models.supernet import load_trained
+
+    entry, spec, _ = _tfc_supernet()
+    net = load_trained(spec.build(), SHIPPED_TFC_SUPERNET[-1].parent)
+    bits = entry.finn_design_bits(1, 1)
+    calib = torch.randint(0, 256, (500, 1, 28, 28), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    model = recalibrate_bn(net.inherit(bits), calib).eval()
+    onnx = export_qonnx(model, entry.input_shape, tmp_path / "tfc.onnx").path
+    x = torch.rand(64, *entry.input_shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        pred = model(x).argmax(1).numpy()
+    assert len(set(pred.tolist())) > 1  # not a constant model (the verification would refuse it)
+
+    class Env:  # what build_finn reads of the environment
+        cache_dir = tmp_path / "cache"
+        vivado = vitis_hls = None
+
+    r = build_finn(onnx, load_board("pynq-z2"), tmp_path / "finn", stop_after="estimates", env=Env(),
+                   verify=VerifyInputs(x.numpy(), pred, pred))
+    assert r.verification and all(lc["ok"] for lc in r.verification["levels"])
+    assert r.verification["accuracy"]["finn_hw"] == r.verification["accuracy"]["qonnx"]
