@@ -76,6 +76,7 @@ def resolve_model_and_data(model: str, dataset: str | None, data_dir: str | None
 
     if model not in ZOO and ":" not in model:
         get_model(model)  # raises the unknown-model error listing the zoo
+    _check_zoo_options(model, dataset, weights)
     if model in ZOO and dataset in (None, ZOO[model].dataset):
         entry, data = ZOO[model], None
     elif dataset is None:
@@ -88,6 +89,21 @@ def resolve_model_and_data(model: str, dataset: str | None, data_dir: str | None
         entry = get_model(model, weights=weights, dataset=dataset, input_shape=data.input_shape)
     bits = parse_bits(bits_spec, entry, candidates) if bits_spec else None
     return entry, data if data is not None else get_data(entry.dataset, data_dir, env), bits
+
+
+def _check_zoo_options(model: str, dataset: str | None, weights: str | None) -> None:
+    """A zoo model is built for its own dataset and starts from its own float checkpoint: another dataset or a
+    weights file would be ignored (or fail deep inside), so both are refused here."""
+    from bitswarm.models import ZOO
+
+    if model not in ZOO:
+        return
+    if weights is not None:
+        raise ConfigError("--weights", "weights", f"{model} is a zoo model: it starts from its own float checkpoint "
+                          "and would ignore the file", "--weights with a user model (path/to/file.py:build)")
+    if dataset not in (None, ZOO[model].dataset):
+        raise ConfigError("--dataset", "dataset", f"{model} is a zoo model built for {ZOO[model].dataset}, not "
+                          f"{dataset}", f"{ZOO[model].dataset} (or omit --dataset), or a user model for other data")
 
 
 def get_data(entry_dataset: str, data_dir: str | None, env: Environment) -> Dataset:

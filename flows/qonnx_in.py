@@ -21,7 +21,8 @@ FINN_OPS = frozenset({
     "Reshape", "Flatten", "Transpose", "Add", "Mul", "Sub", "Div", "Identity", "Pad", "Squeeze", "Unsqueeze",
     "Concat", "Constant", "Shape", "Gather", "HardTanh", "Clip", "Sign", "TopK", "Neg",
 })
-ALLOWED = "a QONNX model (Quant/BipolarQuant nodes), e.g. from brevitas.export.export_qonnx or `bitswarm export`"
+ALLOWED = ("a QONNX model (Quant/BipolarQuant nodes), e.g. from brevitas.export.export_qonnx or "
+           "`bitswarm cluster|finetune --export`")
 
 
 def _load(src: Path):

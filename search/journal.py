@@ -84,6 +84,9 @@ class Journal:
     def _check_signature(self, sig: dict) -> None:
         blob = json.dumps(sig, sort_keys=True)
         row = self.db.execute("SELECT value FROM meta WHERE key='signature'").fetchone()
+        if row is None and self.db.execute("SELECT COUNT(*) FROM evals").fetchone()[0]:
+            raise ConfigError(str(self.path), "signature", "this journal holds evaluations but no run signature, so "
+                              "what they were measured under is unknown", "a new --run-dir (or delete the journal)")
         if row is None:
             self.db.execute("INSERT INTO meta VALUES ('signature', ?)", (blob,))
         elif row[0] != blob:

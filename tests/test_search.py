@@ -148,6 +148,23 @@ def test_journal_of_another_run_is_refused(tmp_path):
         Journal(tmp_path / "j.sqlite", {"seed": 2})
 
 
+def test_a_journal_whose_signature_was_deleted_is_refused_not_replayed(tmp_path):
+    import sqlite3
+
+    from bitswarm.errors import ConfigError
+    from bitswarm.search.journal import Journal
+
+    j = Journal(tmp_path / "j.sqlite", {"val_samples": 500})
+    j.append((0, 1), {"fc0": {"w": 2, "a": 2}}, 0.9, 0.0, {}, 0, 1.0)
+    j.close()
+    db = sqlite3.connect(tmp_path / "j.sqlite")
+    db.execute("DELETE FROM meta WHERE key='signature'")
+    db.commit()
+    db.close()
+    with pytest.raises(ConfigError, match="holds evaluations but no run signature"):
+        Journal(tmp_path / "j.sqlite", {"val_samples": 1000})
+
+
 def test_cli_search_on_real_tfc_small(tmp_path, tiny_mnist_dir, monkeypatch, capsys):
     from bitswarm.cli import main
 

@@ -42,7 +42,8 @@ def cmd_compare(args) -> int:
         args.eval_seed = None
     from bitswarm.boards import load_board
     from bitswarm.env import read_environment
-    from bitswarm.search.api import SearchSpec, check_constraints, check_feasible, search
+    from bitswarm.errors import ConfigError
+    from bitswarm.search.api import SEARCHERS, SearchSpec, check_constraints, check_feasible, search
     from bitswarm.search.bbpso import BBPSOSettings
     from bitswarm.search.journal import check_journal_file
     from bitswarm.search.problem import EVAL_RECIPE
@@ -50,6 +51,11 @@ def cmd_compare(args) -> int:
     from bitswarm.workflow import fp_recipe, qat_recipe, resolve_model_and_data, scaled, set_threads, train_float
 
     set_threads(args.threads)
+    algos = [a.strip() for a in args.algos.split(",")]
+    unknown = [a for a in algos if a not in SEARCHERS]
+    if unknown or len(set(algos)) != len(algos):  # before any work, so no run is half done
+        raise ConfigError("--algos", "algos", f"unknown or repeated searcher(s) {', '.join(unknown) or args.algos}",
+                          ", ".join(SEARCHERS))
     constraints = parse_constraints(args)
     board, env = load_board(args.board), read_environment()
     args.cost = resolve_cost(args, constraints, board)
@@ -58,7 +64,6 @@ def cmd_compare(args) -> int:
     probe = SearchSpec(cost=args.cost, constraints=constraints, target_fps=args.target_fps)
     board = check_finn_cost(entry, board, env, probe)
     check_feasible(entry, board, probe, env=env)  # before any training
-    algos = [a.strip() for a in args.algos.split(",")]
     for algo in algos:  # a corrupt journal of an earlier comparison is found before any training
         for seed in range(args.seeds):
             check_journal_file(Path(args.out) / f"{algo}-s{seed}" / "journal.sqlite")

@@ -30,6 +30,11 @@ def cmd_deploy(args) -> int:
     from bitswarm.workflow import set_threads
 
     set_threads(args.threads)
+    if args.config and args.qonnx:  # a QONNX file carries its own bits: the config would be ignored
+        from bitswarm.errors import ConfigError
+
+        raise ConfigError("--config", "config", "given with --qonnx, whose model already carries its bit-widths",
+                          "--config (train and deploy that configuration) or --qonnx (deploy that file), not both")
     board = load_board(args.board)
     model = args.model
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(model.split(":")[0]).stem)
