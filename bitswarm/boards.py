@@ -12,9 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bitswarm.errors import ConfigError
+from bitswarm.files import read_structured
 
 RESOURCES = ("lut", "ff", "bram18", "dsp", "uram")
 OPTIONAL_RESOURCES = ("uram",)  # 0 on parts without it (Zynq-7000); every other resource must be > 0
@@ -210,12 +209,7 @@ def _cpu(r: _Reader) -> CpuSpec:
 def load_board_file(path: str | Path) -> Board:
     path = Path(path)
     src = str(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ConfigError(src, "-", f"cannot read ({e.strerror})") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(src, "-", f"not valid YAML: {e}") from e
+    data = read_structured(path)
     r = _Reader(src, "", data)
     r.check_keys(("name", "description", "fpga", "cpu", "search", "ssh", "rpc"))
     name = r.get("name", str)

@@ -279,4 +279,15 @@ def report_run(run_dir: str | Path) -> dict[str, Path]:
 
         raise ConfigError(str(run_dir), "summary.json", "missing: not a bitswarm run directory",
                           "a deploy/<board>/<run-id>/ directory")
-    return render(json.loads(summary_path.read_text()), run_dir)
+    from bitswarm.errors import ConfigError
+    from bitswarm.files import read_structured
+
+    summary = read_structured(summary_path, max_bytes=64 << 20)
+    if not isinstance(summary, dict):
+        raise ConfigError(str(summary_path), "-", f"a {type(summary).__name__}, not a run summary",
+                          "the summary.json a deploy writes")
+    try:
+        return render(summary, run_dir)
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
+        raise ConfigError(str(summary_path), "-", f"malformed run summary ({type(e).__name__}: {e})",
+                          "the summary.json a deploy writes (re-run the deploy to rewrite it)") from e

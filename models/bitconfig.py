@@ -20,6 +20,7 @@ import yaml
 from bitswarm.atomic import write_text
 from bitswarm.boards import ALL_BITS  # the candidate set of the design card; 32 = float
 from bitswarm.errors import ConfigError
+from bitswarm.files import read_structured
 
 
 @dataclass(frozen=True)
@@ -72,15 +73,7 @@ class BitConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> BitConfig:
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise ConfigError(str(path), "-", f"cannot read ({e.strerror})") from e
-        try:
-            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as e:
-            raise ConfigError(str(path), "-", f"not valid {path.suffix[1:].upper()}: {e}") from e
+        data = read_structured(path)
         return cls.from_dict(data, source=str(path))
 
     # ---- views --------------------------------------------------------------------------

@@ -443,3 +443,32 @@ def test_a_read_only_out_dir_is_one_line_and_the_step_error_is_not_hidden(tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "--out" in err[0] and "Read-only file system" in err[0]
     assert not list(ro.iterdir())
+
+
+# issue 30: files too large, too deep or malformed -------------------------------------------------
+
+@pytest.mark.parametrize("content, expected", [
+    ("layers:\n  x: " + "[" * 3000 + "]" * 3000 + "\n", "nested too deeply"),
+    ("layers:\n" + "".join(f"  l{i}: {{w: 2, a: 2}}\n" for i in range(60000)), "too large for a configuration file"),
+    ("layers: {fc0: {w: 2, a: 2}\n", "not valid YAML"),
+])
+def test_a_bits_file_too_deep_too_large_or_malformed_is_one_line(tmp_path, capsys, content, expected):
+    bits = tmp_path / "bits.yaml"
+    bits.write_text(content)
+    assert main(["train", "--bits", str(bits), "--data-dir", str(tmp_path / "no-data")]) == 2
+    _one_line_error(capsys, str(bits), expected)
+    _nothing_written(tmp_path)
+
+
+@pytest.mark.parametrize("content, expected", [
+    ('{"accuracy": [1, 2', "not valid JSON"),
+    ("[1, 2, 3]", "a list, not a run summary"),
+    ('{"board": 3, "finn": 7}', "malformed run summary"),
+])
+def test_report_on_a_malformed_summary_names_the_file(tmp_path, capsys, content, expected):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(content)
+    assert main(["report", str(run)]) == 2
+    _one_line_error(capsys, str(run / "summary.json"), expected)
+    assert sorted(p.name for p in run.iterdir()) == ["summary.json"]
