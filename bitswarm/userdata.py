@@ -98,14 +98,40 @@ def load_npz(path: str | Path) -> Dataset:
     return _make(path.stem, x, y, xte, yte, f"user arrays {path.name}", fp, src)
 
 
+#: the most pixels one image of a user's folder may have (PIL warns at 89 M and refuses at 179 M: a
+#: decompression bomb); a training image of a CNN bitswarm deploys is far smaller
+MAX_IMAGE_PIXELS = 16_000_000
+
+
+def _read_image(f: Path, Image) -> np.ndarray:
+    """One image as an array; a file that is not an image, or one too large, is one error naming it."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                if im.width * im.height > MAX_IMAGE_PIXELS:
+                    raise DataError(f"{f}: {im.width}x{im.height} pixels; allowed: at most {MAX_IMAGE_PIXELS:,} "
+                                    "pixels per image")
+                return np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16") else "RGB"))
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise DataError(f"{f}: refused as a decompression bomb ({e}); allowed: images of at most "
+                        f"{MAX_IMAGE_PIXELS:,} pixels") from e
+    except (OSError, SyntaxError, ValueError) as e:  # PIL's UnidentifiedImageError is an OSError
+        raise DataError(f"{f}: not a readable image ({type(e).__name__}: {e}); allowed: "
+                        f"{', '.join(sorted(IMAGE_SUFFIXES))} files that decode") from e
+
+
 def _read_images(root: Path, classes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     from PIL import Image
 
     xs, ys, shape = [], [], None
     for label, cls in enumerate(classes):
         for f in sorted(p for p in (root / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            with Image.open(f) as im:
-                arr = np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16") else "RGB"))
+            arr = _read_image(f, Image)
             if shape is None:
                 shape = arr.shape
             elif arr.shape != shape:

@@ -12,7 +12,7 @@ from torch import nn
 from bitswarm.cachekey import entry_digest
 from bitswarm.data import DATASETS, Dataset, load_dataset, resolve_data_dir
 from bitswarm.env import Environment
-from bitswarm.errors import ConfigError
+from bitswarm.errors import ConfigError, DataError
 from bitswarm.models import BitConfig, ZooEntry
 from bitswarm.models.supernet import load_state
 from bitswarm.train import QAT_INIT_VERSION, Recipe, evaluate, load_float_weights, run_key, train
@@ -88,7 +88,20 @@ def resolve_model_and_data(model: str, dataset: str | None, data_dir: str | None
         data = get_data(dataset, data_dir, env)
         entry = get_model(model, weights=weights, dataset=dataset, input_shape=data.input_shape)
     bits = parse_bits(bits_spec, entry, candidates) if bits_spec else None
-    return entry, data if data is not None else get_data(entry.dataset, data_dir, env), bits
+    data = data if data is not None else get_data(entry.dataset, data_dir, env)
+    if model not in ZOO:
+        check_classes(entry, data, dataset or entry.dataset)
+    return entry, data, bits
+
+
+def check_classes(entry: ZooEntry, data: Dataset, source: str) -> None:
+    """Every label of ``data`` is one of the model's outputs (else training would fail deep inside, or worse)."""
+    with torch.no_grad(), torch.random.fork_rng():
+        outputs = int(entry.build(entry.uniform_bits(32, 32)).eval()(torch.zeros(1, *entry.input_shape)).shape[-1])
+    if data.num_classes > outputs:
+        raise DataError(f"{source}: labels go up to {data.num_classes - 1} but the model {entry.name} has "
+                        f"{outputs} outputs; allowed: labels 0..{outputs - 1}, or a model with {data.num_classes} "
+                        "outputs")
 
 
 def _check_zoo_options(model: str, dataset: str | None, weights: str | None) -> None:

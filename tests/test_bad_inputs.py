@@ -189,6 +189,8 @@ X = np.zeros((20, 8, 8, 3), np.uint8)
     (_npz(x=X, y=np.full(20, 0.5)), "field 'y' has shape (20,), dtype float64; allowed: one integer class label"),
     (_npz(x=X, y=np.zeros(20), x_test=X[:5]), "only one of x_test / y_test"),
     (_garbage_npz, "cannot read as .npz (BadZipFile"),
+    (_npz(x=np.zeros((20, 32, 32, 3), np.uint8), y=np.r_[np.zeros(19, np.int64), 99]),
+     "labels go up to 99 but the model"),
 ])
 def test_bad_npz_is_one_error_naming_the_file(tmp_path, capsys, make, expected):
     p, run = make(tmp_path), tmp_path / "run"
@@ -472,3 +474,34 @@ def test_report_on_a_malformed_summary_names_the_file(tmp_path, capsys, content,
     assert main(["report", str(run)]) == 2
     _one_line_error(capsys, str(run / "summary.json"), expected)
     assert sorted(p.name for p in run.iterdir()) == ["summary.json"]
+
+
+def _image_folder(tmp_path, classes=2, per_class=3, bad=None):
+    from PIL import Image
+
+    root = tmp_path / "images"
+    for c in range(classes):
+        (root / f"c{c:02d}").mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(np.full((32, 32, 3), 10 * i, np.uint8)).save(root / f"c{c:02d}" / f"{i}.png")
+    if bad is not None:
+        bad(root / "c00" / "bad.png")
+    return root
+
+
+def _png_bomb(path):
+    from PIL import Image
+
+    Image.new("1", (5000, 5000)).save(path)  # 25 M pixels in a few kB
+
+
+@pytest.mark.parametrize("make, expected", [
+    (lambda d: _image_folder(d, classes=12), "labels go up to 11 but the model"),
+    (lambda d: _image_folder(d, bad=lambda p: p.write_bytes(b"not an image")), "bad.png: not a readable image"),
+    (lambda d: _image_folder(d, bad=_png_bomb), "bad.png: 5000x5000 pixels; allowed: at most 16,000,000"),
+])
+def test_a_bad_image_folder_is_one_error_naming_it(tmp_path, capsys, make, expected):
+    root, run = make(tmp_path), tmp_path / "run"
+    assert main(["search", "--model", CNN, "--dataset", str(root), "--run-dir", str(run), "--cost", "bitops"]) == 2
+    _one_line_error(capsys, expected)
+    _nothing_written(tmp_path, run)
