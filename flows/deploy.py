@@ -422,6 +422,14 @@ def _partial_dir(cfg: DeployConfig, board_dir: Path, key: str) -> Path:
     return own
 
 
+def _drop_if_empty(partial: Path) -> bool:
+    """Remove an unfinished package in which nothing was done yet (e.g. a bad input); True if removed."""
+    if _resume_point(partial) is None and not (partial / "search" / "journal.sqlite").exists():
+        shutil.rmtree(partial, ignore_errors=True)
+        return True
+    return False
+
+
 def _resume_point(partial: Path) -> str | None:
     """The first step of STEPS that has not finished in ``partial`` (None: start from the beginning)."""
     log_file = partial / "flow" / "flow_log.json"
@@ -451,13 +459,18 @@ def deploy(cfg: DeployConfig, *, on_step=None, start_at: str | None = None, stop
         raise ConfigError(str(final), "run-id", "a package with this run id exists", "a new --run-id")
     first = start_at or _resume_point(partial)
     resumable = first is not None and (partial / "flow" / "flow_state.json").exists()
+    if start_at and not resumable and start_at != STEPS[0].name:  # a later step needs the earlier steps' state
+        _drop_if_empty(partial)
+        earlier = [s.name for s in STEPS[:[s.name for s in STEPS].index(start_at)]]
+        raise ConfigError("--start-at", "start-at", f"step '{start_at}' needs the state of {', '.join(earlier)}, "
+                          f"which have not run for run id '{cfg.run_id}' with these settings",
+                          "omit --start-at for a new run, or resume an unfinished run with its own command and "
+                          "--run-id")
     state = None if resumable else {"package_dir": str(partial)}
     try:
         run_flow(STEPS, cfg, partial / "flow", state, start_at=first, stop_after=stop_after, on_step=on_step)
     except BaseException as e:
-        if _resume_point(partial) is None and not (partial / "search" / "journal.sqlite").exists():
-            shutil.rmtree(partial, ignore_errors=True)  # nothing done yet (e.g. a bad input): nothing kept
-        elif isinstance(e, StepError):
+        if not _drop_if_empty(partial) and isinstance(e, StepError):
             e.args = (f"{e.args[0]} (unfinished package kept in {partial}: the same command resumes it)",)
         raise
     if stop_after is not None and stop_after != STEPS[-1].name:

@@ -505,3 +505,11 @@ def test_a_bad_image_folder_is_one_error_naming_it(tmp_path, capsys, make, expec
     assert main(["search", "--model", CNN, "--dataset", str(root), "--run-dir", str(run), "--cost", "bitops"]) == 2
     _one_line_error(capsys, expected)
     _nothing_written(tmp_path, run)
+
+
+def test_deploy_start_at_a_later_step_of_a_fresh_run_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    out = tmp_path / "deploy"
+    assert main(["deploy", "--start-at", "finn", "--run-id", "fresh", "--out", str(out),
+                 "--data-dir", str(tmp_path / "no-data")]) == 2
+    _one_line_error(capsys, "--start-at", "step 'finn' needs the state of bits, train, export")
+    assert not any(out.rglob("*.json")) and not list((out / "pynq-z2").glob(".partial-*"))
