@@ -392,12 +392,17 @@ STEPS = [Step("bits", step_bits), Step("train", step_train), Step("export", step
 
 
 def config_digest(cfg: DeployConfig) -> str:
-    """What a deploy's result depends on (not its run id, command line or output root)."""
+    """What a deploy's result depends on (not its run id, command line or output root), the content of its input
+    files included: a stopped deploy whose weights, bits config, QONNX, dataset or model file was edited in place
+    is not resumed over the new content."""
     from dataclasses import replace
 
-    from bitswarm.cachekey import digest
+    from bitswarm.cachekey import digest, path_digest
 
-    return digest(repr(replace(cfg, run_id="", command="", out_root=Path("."))))
+    files = [cfg.weights, cfg.bits_file, cfg.qonnx, cfg.dataset, cfg.model.rsplit(":", 1)[0] if ":" in cfg.model
+             else None]
+    contents = [path_digest(Path(f)) for f in files if f and Path(f).exists()]
+    return digest(repr(replace(cfg, run_id="", command="", out_root=Path("."))), contents)
 
 
 def _partial_dir(cfg: DeployConfig, board_dir: Path, key: str) -> Path:

@@ -130,6 +130,19 @@ def test_failed_or_interrupted_deploy_leaves_no_package_and_resumes(tmp_path, ti
     assert [p.name for p in board_dir.iterdir()] == ["r1"]
 
 
+def test_a_stopped_deploy_whose_bits_file_was_edited_is_not_resumed_over_the_new_content(tmp_path, tiny_mnist_dir,
+                                                                                          doubles):
+    from bitswarm.errors import ConfigError
+    from bitswarm.models import get_model
+
+    cfg = _cfg(tmp_path, tiny_mnist_dir)
+    D.deploy(cfg, stop_after="bits")
+    again = _cfg(tmp_path, tiny_mnist_dir)  # the same command (which writes the original file)...
+    get_model("tfc").uniform_bits(3, 2).save(cfg.bits_file)  # ...then the file is edited in place
+    with pytest.raises(ConfigError, match="an unfinished deploy with this run id has other settings"):
+        D.deploy(again)
+
+
 def test_bad_config_fails_before_work(tmp_path, tiny_mnist_dir, doubles):
     bad = tmp_path / "bad.yaml"
     bad.write_text("layers: {fc0: {w: 99, a: 2}}\n")

@@ -127,6 +127,25 @@ def test_entry_digest_of_a_user_model_is_the_same_in_two_processes(tmp_path):
     assert out[0] == out[1] == entry_digest(get_model(spec, dataset="mnist")), json.dumps(out)
 
 
+def test_an_edit_in_a_helper_module_the_model_calls_changes_its_key(tmp_path):
+    """The model's own file is unchanged; its forward calls a helper in another module, which is edited."""
+    (tmp_path / "helper.py").write_text("def scale(x):\n    return x\n")
+    spec = _write_model(tmp_path / "net.py", extra=" * __import__('helper').scale(1.0)")
+    script = tmp_path / "digest.py"
+    script.write_text(DIGEST)
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path),
+           "BITSWARM_CACHE_DIR": str(tmp_path / "cache")}
+
+    def key():
+        return subprocess.run([sys.executable, str(script), spec, "0"], capture_output=True, text=True, env=env,
+                              check=True, timeout=300).stdout.strip()
+
+    before = key()
+    assert key() == before  # stable while nothing changes
+    (tmp_path / "helper.py").write_text("def scale(x):\n    return 3 * x\n")
+    assert key() != before
+
+
 def test_model_file_edited_within_the_same_second_is_not_run_from_stale_bytecode(tmp_path, monkeypatch):
     """With bytecode caching on (the default outside this test run), ``__pycache__`` is keyed by the
     source's mtime in whole seconds and its size: MaxPool2d -> AvgPool2d keeps the size."""
