@@ -33,6 +33,7 @@ import torch
 from bitswarm.boards import Board
 from bitswarm.env import Environment
 from bitswarm.flows.steps import State, Step, StepError, run_flow
+from bitswarm.locks import hold_lock
 
 
 class RunMemo(dict):
@@ -419,7 +420,7 @@ def _partial_dir(cfg: DeployConfig, board_dir: Path, key: str) -> Path:
         raise ConfigError(str(own), "run-id", "an unfinished deploy with this run id has other settings",
                           f"the same command to resume it, delete {own}, or a new --run-id")
     try:
-        (own / "flow").mkdir(parents=True)
+        (own / "flow").mkdir(parents=True, exist_ok=True)  # a concurrent deploy of the same run meets the lock
     except OSError as e:
         raise ConfigError(str(board_dir), "--out", f"cannot create the package directory ({e.strerror})",
                           "a writable directory with free space") from e
@@ -450,7 +451,6 @@ def deploy(cfg: DeployConfig, *, on_step=None, start_at: str | None = None, stop
     or interrupted deploy (even ``kill -9``) keeps it, with its flow state and search journal:
     re-running the same command resumes at the first unfinished step (``start_at`` overrides that).
     """
-    from bitswarm.errors import ConfigError
 
     board_dir = cfg.out_root / cfg.board.name
     if cfg.qonnx:  # a bad file is refused before any directory exists
@@ -459,6 +459,18 @@ def deploy(cfg: DeployConfig, *, on_step=None, start_at: str | None = None, stop
         validate_qonnx(cfg.qonnx, for_finn=cfg.board.fpga is not None)
     key = config_digest(cfg)
     partial = _partial_dir(cfg, board_dir, key)
+    lock = hold_lock(partial / "flow" / ".lock", "run-id", f"another deploy of this run is running in {partial}",
+                     "wait for it to finish, or use another --run-id")
+    try:
+        return _deploy_locked(cfg, partial, key, board_dir, on_step, start_at, stop_after)
+    finally:
+        lock.close()
+
+
+def _deploy_locked(cfg: DeployConfig, partial: Path, key: str, board_dir: Path, on_step, start_at: str | None,
+                   stop_after: str | None) -> Path:
+    from bitswarm.errors import ConfigError
+
     final = board_dir / partial.name.removeprefix(".partial-")
     if final.exists():
         raise ConfigError(str(final), "run-id", "a package with this run id exists", "a new --run-id")
@@ -480,5 +492,6 @@ def deploy(cfg: DeployConfig, *, on_step=None, start_at: str | None = None, stop
         raise
     if stop_after is not None and stop_after != STEPS[-1].name:
         return partial
+    (partial / "flow" / ".lock").unlink(missing_ok=True)  # the finished package carries no lock file
     partial.rename(final)
     return final

@@ -144,18 +144,10 @@ def run_search(space: Encoding, searcher, evaluate, run_dir: Path | None, signat
 
 def lock_run_dir(run_dir: Path):
     """An exclusive lock on ``run_dir`` for the life of a search: a second search on it is refused at once."""
-    import fcntl
+    from bitswarm.locks import hold_lock
 
-    from bitswarm.errors import ConfigError
-
-    f = open(run_dir / ".lock", "w")  # noqa: SIM115 - held until the search ends
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        f.close()
-        raise ConfigError(str(run_dir), "run dir", "another search is running in it",
-                          "wait for it to finish, or use another --run-dir") from e
-    return f
+    return hold_lock(run_dir / ".lock", "run dir", "another search is running in it",
+                     "wait for it to finish, or use another --run-dir")
 
 
 def _run_locked(space, searcher, evaluate, run_dir: Path, signature: dict, screening: bool, seed: int, progress: bool,

@@ -143,6 +143,23 @@ def test_a_stopped_deploy_whose_bits_file_was_edited_is_not_resumed_over_the_new
         D.deploy(again)
 
 
+def test_a_second_deploy_of_a_running_run_is_refused_at_once_naming_the_holder(tmp_path, tiny_mnist_dir, doubles):
+    import os
+
+    from bitswarm.errors import ConfigError
+    from bitswarm.locks import hold_lock
+
+    partial = D.deploy(_cfg(tmp_path, tiny_mnist_dir), stop_after="bits")
+    held = hold_lock(partial / "flow" / ".lock", "run-id", "held by the test", "-")  # as a running deploy holds it
+    try:
+        with pytest.raises(ConfigError, match=f"another deploy of this run is running.*process {os.getpid()}"):
+            D.deploy(_cfg(tmp_path, tiny_mnist_dir))
+    finally:
+        held.close()
+    pkg = D.deploy(_cfg(tmp_path, tiny_mnist_dir))  # once released, the same command resumes and finishes
+    assert pkg.name == "r1" and not (pkg / "flow" / ".lock").exists()
+
+
 def test_bad_config_fails_before_work(tmp_path, tiny_mnist_dir, doubles):
     bad = tmp_path / "bad.yaml"
     bad.write_text("layers: {fc0: {w: 99, a: 2}}\n")
