@@ -65,8 +65,12 @@ def validate_qonnx(src: str | Path, for_finn: bool):
     _drop_initializer_inputs(model)
     if len(model.graph.input) != 1:
         raise ConfigError(str(src), "graph.input", f"{len(model.graph.input)} inputs", "one image input")
-    dims = [int(d.dim_value) for d in model.graph.input[0].type.tensor_type.shape.dim]
-    if len(dims) not in (2, 4) or dims[0] not in (0, 1) or any(d <= 0 for d in dims[1:]):
+    shape = model.graph.input[0].type.tensor_type.shape.dim
+    dims = [int(d.dim_value) for d in shape]
+    if shape and shape[0].dim_param:  # FINN folds and reshapes for a fixed batch: a symbolic one fails deep inside
+        raise ConfigError(str(src), "graph.input", f"symbolic batch dimension {shape[0].dim_param!r}",
+                          "a fixed batch of 1 (export with a concrete input of shape (1, C, H, W))")
+    if len(dims) not in (2, 4) or dims[0] != 1 or any(d <= 0 for d in dims[1:]):
         raise ConfigError(str(src), "graph.input", f"shape {dims}", "(1, C, H, W) or (1, features), static")
     if for_finn:
         check_for_finn(model, src)

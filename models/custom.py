@@ -58,14 +58,14 @@ def load_callable(spec: str) -> Callable[[], nn.Module]:
         module.__file__ = str(path)
         try:
             exec(compile(path.read_bytes(), str(path), "exec"), module.__dict__)  # noqa: S102 - the user's model file
-        except Exception as e:  # the user's code: any error, reported on one line with its file and line
+        except (Exception, SystemExit) as e:  # the user's code: any error (sys.exit too), on one line, file and line
             raise _user_code_error(spec, path, "importing it", e) from e
     else:
         try:
             module = importlib.import_module(target)
         except ImportError as e:
             raise ConfigError("--model", "model", f"cannot import {target} ({e})", "an importable module") from e
-        except Exception as e:
+        except (Exception, SystemExit) as e:
             raise _user_code_error(spec, None, f"importing {target}", e) from e
     if not callable(getattr(module, fn, None)):
         raise ConfigError("--model", "model", f"{target} has no callable {fn!r}",
@@ -100,7 +100,7 @@ def load_user_model(spec: str, weights: str | None = None) -> nn.Module:
         with torch.random.fork_rng():  # the same initial weights in every process (content cache keys)
             torch.manual_seed(0)
             model = build()
-    except Exception as e:
+    except (Exception, SystemExit) as e:
         target = spec.rpartition(":")[0]
         raise _user_code_error(spec, Path(target) if target.endswith(".py") else None, "building the model", e) from e
     if not isinstance(model, nn.Module):

@@ -325,6 +325,8 @@ SYNTAX = "def build(:\n    pass\n"
     (_write("m.py", BUILD_RAISES), None, ["m.py:4", "raised ValueError: no such layer size", "building the model"]),
     (_write("m.py", IMPORT_RAISES), None, ["m.py:2", "raised ZeroDivisionError", "while importing it"]),
     (_write("m.py", SYNTAX), None, ["m.py:1", "raised SyntaxError"]),
+    (_write("m.py", "import sys\nsys.exit(3)\n"), None, ["m.py:2", "raised SystemExit: 3", "while importing it"]),
+    (_write("m.py", "import sys\n\ndef build():\n    sys.exit(4)\n"), None, ["m.py:4", "raised SystemExit: 4"]),
 ])
 def test_bad_weights_or_user_model_names_file_and_exception(tmp_path, capsys, model, weights, names):
     spec = f"{model(tmp_path)}:build" if model else CNN

@@ -61,6 +61,16 @@ def test_float_onnx_is_refused_for_finn_naming_the_file(tmp_path):
     assert not (tmp_path / "out.onnx").exists() and not list(tmp_path.glob("*.import.onnx"))
 
 
+def test_a_symbolic_batch_dimension_is_refused_before_the_finn_step(tmp_path):
+    src = _brevitas_direct(_tfc_w2a2(), tmp_path / "tfc.onnx")
+    model = onnx.load(str(src))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"  # as an export with dynamic_axes writes
+    onnx.save(model, str(tmp_path / "dyn.onnx"))
+    with pytest.raises(ConfigError, match=r"dyn.onnx: field 'graph.input': symbolic batch dimension 'N'"):
+        import_qonnx(tmp_path / "dyn.onnx", tmp_path / "out.onnx", for_finn=True)
+    assert not (tmp_path / "out.onnx").exists()
+
+
 def test_cli_deploy_of_a_float_onnx_exits_2_and_leaves_no_package(tmp_path, tiny_mnist_dir, monkeypatch, capsys):
     monkeypatch.setenv("BITSWARM_CACHE_DIR", str(tmp_path / "cache"))
     src = _float_onnx(tmp_path / "float.onnx")
