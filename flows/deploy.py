@@ -63,6 +63,7 @@ class DeployConfig:
     command: str = ""
     tvm: bool = True
     verify_samples: int | None = None  # test images FINN's graphs are verified on (0: none; None: the profile's)
+    board_step: bool = True  # run and time the package on the board named in its config (ssh); False: skip it
     target_fps: int | None = None  # FINN's folding target (None: the model's deploy profile, 10,000 for TFC)
     memo: RunMemo = field(default_factory=RunMemo, compare=False, repr=False)
 
@@ -333,7 +334,7 @@ def _uniform_note(ref: dict, hw, cfg: DeployConfig) -> str:
 
 
 def step_board(state: State, cfg: DeployConfig) -> State:
-    if not cfg.board.ssh.host:
+    if not cfg.board.ssh.host or not cfg.board_step:
         return {**state, "board_measurement": None}
     from bitswarm.flows.ssh import run_on_board
 
@@ -428,6 +429,11 @@ def _partial_dir(cfg: DeployConfig, board_dir: Path, key: str) -> Path:
     return own
 
 
+def _runs(stop_after: str | None, step: str) -> bool:
+    names = [s.name for s in STEPS]
+    return stop_after is None or names.index(stop_after) >= names.index(step)
+
+
 def _drop_if_empty(partial: Path) -> bool:
     """Remove an unfinished package in which nothing was done yet (e.g. a bad input); True if removed."""
     if _resume_point(partial) is None and not (partial / "search" / "journal.sqlite").exists():
@@ -457,6 +463,10 @@ def deploy(cfg: DeployConfig, *, on_step=None, start_at: str | None = None, stop
         from bitswarm.flows.qonnx_in import validate_qonnx
 
         validate_qonnx(cfg.qonnx, for_finn=cfg.board.fpga is not None)
+    if cfg.board.ssh.host and cfg.board_step and _runs(stop_after, "board"):  # before hours of work, not after
+        from bitswarm.flows.ssh import check_reachable
+
+        check_reachable(cfg.board)
     key = config_digest(cfg)
     partial = _partial_dir(cfg, board_dir, key)
     lock = hold_lock(partial / "flow" / ".lock", "run-id", f"another deploy of this run is running in {partial}",

@@ -40,6 +40,9 @@ def _target(board: Board) -> str:
 def _run(cmd: list[str], board: Board, what: str, timeout: float = 600) -> str:
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError as e:
+        raise BoardUnreachableError(f"board {board.name}: {what} needs the OpenSSH client ({cmd[0]} not found); "
+                                    "install it, or deploy with --no-board") from e
     except subprocess.TimeoutExpired as e:
         raise BoardUnreachableError(f"board {board.name} ({_target(board)}:{board.ssh.port}): {what} timed out") from e
     if r.returncode != 0:
@@ -101,3 +104,8 @@ def run_on_board(board: Board, pkg: Path, state: dict, repeat: int = 50) -> dict
     except (json.JSONDecodeError, IndexError) as e:
         raise BoardUnreachableError(f"board {board.name}: the runner printed no JSON result: {out[-200:]!r}") from e
     return {"pushed_to": remote, "runner": runner, **figures}
+
+
+def check_reachable(board: Board, timeout: float = 60) -> None:
+    """Log in and run ``true`` on the board, before a deploy does any work that needs it."""
+    ssh(board, "true", "the reachability check (before any work; --no-board skips the board step)", timeout)

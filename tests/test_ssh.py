@@ -137,3 +137,20 @@ def test_unreachable_board_is_one_clear_error(tmp_path):
     with pytest.raises(BoardUnreachableError, match=r"board pynq-z2 \(x@127.0.0.1:\d+\): prepare failed: .*refused"):
         run_on_board(board, _package(tmp_path), {"tvm": [], "input_shape": [1]})
     assert json.dumps({"ok": 1})
+
+
+def test_a_deploy_to_an_unreachable_board_is_refused_before_any_work_unless_no_board(tmp_path, monkeypatch):
+    from bitswarm.env import Environment
+    from bitswarm.flows import deploy as D
+
+    board = dataclasses.replace(load_board("pynq-z2"), ssh=SshSpec(host="127.0.0.1", port=_free_port(), user="x"))
+    env = Environment(data_dir=tmp_path / "no-data", cache_dir=tmp_path / "cache", vivado=None, vitis_hls=None,
+                      ray_address=None)
+    cfg = D.DeployConfig(board=board, env=env, out_root=tmp_path / "deploy", run_id="r1")
+    with pytest.raises(BoardUnreachableError, match=r"reachability check \(before any work; --no-board skips"):
+        D.deploy(cfg)
+    assert not (tmp_path / "deploy").exists() and not (tmp_path / "cache").exists()
+    ran = []
+    monkeypatch.setattr(D, "STEPS", [D.Step(s.name, lambda st, c, _n=s.name: ran.append(_n) or st) for s in D.STEPS])
+    D.deploy(dataclasses.replace(cfg, board_step=False))  # --no-board: no check, every step runs
+    assert ran == [s.name for s in D.STEPS]

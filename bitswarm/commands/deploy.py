@@ -45,7 +45,7 @@ def cmd_deploy(args) -> int:
                                "cost": args.cost or profile_for(model).cost, "fitness": args.fitness},
                        fp_epochs=args.fp_epochs, qat_epochs=args.epochs, out_root=Path(args.out), run_id=run_id,
                        command=" ".join(shlex.quote(a) for a in ["bitswarm", *sys.argv[1:]]), tvm=not args.no_tvm,
-                       verify_samples=args.verify_samples, target_fps=args.target_fps)
+                       verify_samples=args.verify_samples, target_fps=args.target_fps, board_step=not args.no_board)
     t0 = time.time()
     pkg = deploy(cfg, on_step=lambda name: print(f"[deploy {time.time() - t0:6.1f}s] {name}", flush=True),
                  start_at=args.start_at, stop_after=args.stop_after)
@@ -97,6 +97,9 @@ def register(sub) -> None:
     sp.add_argument("--run-id", type=run_id, help="package name (default: timestamp-model)")
     sp.add_argument("--particles", type=positive_int, default=6, help="search swarm size (default 6: a small budget)")
     sp.add_argument("--iters", type=positive_int, default=4, help="search iterations (default 4)")
+    sp.add_argument("--no-board", action="store_true",
+                    help="skip the board step (pushing and timing the package over ssh on the board named in the "
+                         "board config); without it, an unreachable board is refused before any work")
     sp.add_argument("--fitness", default="auto", choices=("auto", "oneshot", "qat"),
                     help="how the search scores a candidate: oneshot (the trained supernet, no training; the winner's "
                          "QAT then starts from its inherited weights), qat (a short fine-tune each), auto (default: "
