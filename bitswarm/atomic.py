@@ -40,3 +40,22 @@ def save_torch(obj, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
+
+
+def check_writable_dir(path: str | Path, source: str, field: str) -> Path:
+    """That a directory can be written at ``path`` (existing, or creatable under its nearest existing ancestor),
+    checked before any work and without creating anything; else one ``ConfigError`` naming ``source``/``field``."""
+    from bitswarm.errors import ConfigError
+
+    path = Path(path)
+    allowed = "a directory that is (or can be created) writable"
+    if path.exists() and not path.is_dir():
+        raise ConfigError(source, field, f"{path} is a file, not a directory", allowed)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(source, field, f"{path} cannot be created: {probe} is a file", allowed)
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(source, field, f"{probe} is not writable", allowed)
+    return path

@@ -23,7 +23,11 @@ def _path(name: str) -> Path | None:
 
 
 def read_environment() -> Environment:
+    """The environment, its cache directory checked writable (nothing created yet)."""
+    from bitswarm.atomic import check_writable_dir
+
     cache = _path("BITSWARM_CACHE_DIR") or Path.home() / ".cache" / "bitswarm"
+    check_writable_dir(cache, "BITSWARM_CACHE_DIR", "cache directory")
     vitis = _path("XILINX_VITIS") or _path("VITIS_PATH") or _path("HLS_PATH")
     return Environment(
         data_dir=_path("BITSWARM_DATA_DIR"),

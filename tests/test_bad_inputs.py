@@ -515,3 +515,20 @@ def test_deploy_start_at_a_later_step_of_a_fresh_run_is_one_line_and_leaves_noth
                  "--data-dir", str(tmp_path / "no-data")]) == 2
     _one_line_error(capsys, "--start-at", "step 'finn' needs the state of bits, train, export")
     assert not any(out.rglob("*.json")) and not list((out / "pynq-z2").glob(".partial-*"))
+
+
+@pytest.mark.parametrize("command", ["prune", "cluster", "finetune"])
+def test_an_out_dir_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, command):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "sub"):  # an existing file; a path under a file
+        assert main([command, "--out", str(out), "--data-dir", str(tmp_path / "no-data")]) == 2
+        _one_line_error(capsys, "--out", str(blocker), "allowed: a directory that is (or can be created) writable")
+    _nothing_written(tmp_path)
+
+
+def test_a_cache_dir_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "a-file").write_text("x")
+    monkeypatch.setenv("BITSWARM_CACHE_DIR", str(tmp_path / "a-file" / "cache"))
+    assert main(["train", "--data-dir", str(tmp_path / "no-data")]) == 2
+    _one_line_error(capsys, "BITSWARM_CACHE_DIR", "cannot be created", "a-file is a file")

@@ -57,9 +57,11 @@ def starting_point(model_name: str, bits_spec: str, source: str, data_dir: str |
 def start_from_args(args, env) -> Start:
     """The starting point a compression command's parsed arguments ask for (torch threads set too);
     ``env`` is the CLI's :class:`~bitswarm.env.Environment`."""
+    from bitswarm.atomic import check_writable_dir
     from bitswarm.boards import load_board
     from bitswarm.workflow import set_threads
 
+    check_writable_dir(args.out, "--out", "out")  # before minutes of work, not after
     set_threads(args.threads)
     board = load_board(args.board)
     return starting_point(args.model, args.bits, args.source, args.data_dir, args.seed, board.bit_candidates + (32,),
