@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,7 +41,8 @@ def export_qonnx(model: nn.Module, input_shape: tuple[int, ...], path: str | Pat
     g = torch.Generator().manual_seed(seed)
     example = torch.rand(1, *input_shape, generator=g) * 2 - 1
     tmp = path.with_suffix(".tmp.onnx")
-    brevitas_export_qonnx(model, input_t=example, export_path=str(tmp))
+    with _quiet_exporter():
+        brevitas_export_qonnx(model, input_t=example, export_path=str(tmp))
     cleanup(str(tmp), out_file=str(tmp))  # re-saved with its weights inside the .onnx
     Path(str(tmp) + ".data").unlink(missing_ok=True)  # the exporter's external-data side file
     diff = verify_qonnx(model, tmp, input_shape, n_verify, seed + 1) if verify else float("nan")
@@ -48,6 +52,22 @@ def export_qonnx(model: nn.Module, input_shape: tuple[int, ...], path: str | Pat
                                   f"(tolerance {atol:g}); nothing was written to {path}")
     tmp.replace(path)
     return ExportResult(path, diff)
+
+
+@contextlib.contextmanager
+def _quiet_exporter():
+    """torch's ONNX exporter prints its progress (eight lines an export) and logs that torchvision is absent: a
+    search that exports every candidate for FINN would print pages. Its errors still raise as they are."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "torch._export")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
 
 
 def verify_qonnx(model: nn.Module, onnx_path: str | Path, input_shape: tuple[int, ...], n: int = 4,
