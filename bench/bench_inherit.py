@@ -29,19 +29,12 @@ from scipy.stats import mannwhitneyu
 from bitswarm.atomic import write_text
 from bitswarm.boards import load_board
 from bitswarm.env import read_environment
+from bitswarm.flows.supernet import open_trained
 from bitswarm.models import FINN_DESIGNS
 from bitswarm.models.supernet import recalibrate_bn
-from bitswarm.search.oneshot import how_to_train, open_oneshot, sandwich_plan, supernet_space
+from bitswarm.search.oneshot import sandwich_plan
 from bitswarm.train import evaluate
-from bitswarm.workflow import (
-    Start,
-    finetune_quantized,
-    fp_recipe,
-    qat_recipe,
-    resolve_model_and_data,
-    set_threads,
-    train_float,
-)
+from bitswarm.workflow import Start, finetune_quantized, qat_recipe, set_threads
 
 STARTS = ("float", "inherit-kd-float", "inherit-kd-largest")
 
@@ -57,12 +50,8 @@ def main() -> None:
     args = ap.parse_args()
     set_threads(args.threads)
     env, board = read_environment(), load_board(args.board)
-    entry, data, _ = resolve_model_and_data(args.model, None, None, env)
-    fp = train_float(entry, data, 0, fp_recipe(entry.dataset, entry.name), env, progress=False)
-    shot = open_oneshot(entry, board, data, fp.model.state_dict(), env.cache_dir)
-    if shot is None:
-        raise SystemExit(how_to_train(entry, board))
-    largest = recalibrate_bn(shot.net.inherit(sandwich_plan(supernet_space(entry, board)).largest), shot.calib)
+    entry, data, fp, spec, shot = open_trained(args.model, board, env)
+    largest = recalibrate_bn(shot.net.inherit(sandwich_plan(spec.space).largest), shot.calib)
     recipe = qat_recipe(entry.dataset, entry.name)
     out = Path(args.out)
     rows = json.loads(out.read_text()) if out.exists() else []

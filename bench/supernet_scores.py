@@ -20,9 +20,10 @@ import torch
 from bitswarm.atomic import write_text
 from bitswarm.boards import load_board
 from bitswarm.env import read_environment
+from bitswarm.flows.supernet import open_trained
 from bitswarm.models import FINN_DESIGNS
-from bitswarm.search.oneshot import how_to_train, open_oneshot, sandwich_plan, supernet_space
-from bitswarm.workflow import fp_recipe, resolve_model_and_data, set_threads, train_float
+from bitswarm.search.oneshot import sandwich_plan
+from bitswarm.workflow import set_threads
 
 
 def main() -> None:
@@ -35,12 +36,8 @@ def main() -> None:
     args = ap.parse_args()
     set_threads(args.threads)
     env, board = read_environment(), load_board(args.board)
-    entry, data, _ = resolve_model_and_data(args.model, None, None, env)
-    fp = train_float(entry, data, 0, fp_recipe(entry.dataset, entry.name), env, progress=False)
-    shot = open_oneshot(entry, board, data, fp.model.state_dict(), env.cache_dir)
-    if shot is None:
-        raise SystemExit(how_to_train(entry, board))
-    plan = sandwich_plan(supernet_space(entry, board))
+    entry, data, _, spec, shot = open_trained(args.model, board, env)
+    plan = sandwich_plan(spec.space)
     g = torch.Generator().manual_seed(0)
     named = [("largest", plan.largest), ("smallest", plan.smallest)]
     named += [(f"finn-w{w}a{a}", entry.finn_design_bits(w, a)) for w, a in FINN_DESIGNS]

@@ -91,18 +91,27 @@ class ScoreConfig:
     fp_epochs: int | None = None
 
 
-def run_score(cfg: ScoreConfig, env: Environment):
-    """Yields ``(name, one-shot accuracy, cost values, the OneShot)`` per configuration; refuses without a supernet."""
+def open_trained(model: str, board: Board, env: Environment, dataset: str | None = None, data_dir: str | None = None,
+                 weights: str | None = None, fp_epochs: int | None = None):
+    """``(entry, data, float run, SupernetSpec, OneShot)`` of the trained supernet of ``model`` on ``board``; one
+    line saying how to train it where there is none."""
     from bitswarm.errors import BitswarmError
-    from bitswarm.hw.cost import get_cost_model
-    from bitswarm.search.api import SearchSpec, cost_options
     from bitswarm.search.oneshot import how_to_train, open_oneshot
 
-    entry, data, fp, spec = _setup(cfg.model, cfg.board, cfg.dataset, cfg.data_dir, cfg.weights, env,
-                                   fp_epochs=cfg.fp_epochs)
-    shot = open_oneshot(entry, cfg.board, data, fp.model.state_dict(), env.cache_dir)
+    entry, data, fp, spec = _setup(model, board, dataset, data_dir, weights, env, fp_epochs=fp_epochs)
+    shot = open_oneshot(entry, board, data, fp.model.state_dict(), env.cache_dir)
     if shot is None:
-        raise BitswarmError(how_to_train(entry, cfg.board))
+        raise BitswarmError(how_to_train(entry, board))
+    return entry, data, fp, spec, shot
+
+
+def run_score(cfg: ScoreConfig, env: Environment):
+    """Yields ``(name, one-shot accuracy, cost values, the OneShot)`` per configuration; refuses without a supernet."""
+    from bitswarm.hw.cost import get_cost_model
+    from bitswarm.search.api import SearchSpec, cost_options
+
+    entry, data, _, spec, shot = open_trained(cfg.model, cfg.board, env, cfg.dataset, cfg.data_dir, cfg.weights,
+                                              cfg.fp_epochs)
     bits = [parse_bits(b, entry, spec.space.candidates) for b in cfg.bits]  # all checked before any scoring
     opts = cost_options(SearchSpec(cost=cfg.cost, target_fps=cfg.target_fps), env)
     cost_model = get_cost_model(cfg.cost, **opts)
