@@ -322,3 +322,18 @@ def test_compare_does_not_reuse_a_finished_run_of_another_folding_or_validation_
     (tmp_path / "result.json").write_text(json.dumps({"signature": sig, "feasible": True}))
     assert finished_run(tmp_path, spec) is None
     assert finished_run(tmp_path, replace(spec, **changed)) is not None
+
+
+def test_compare_does_not_reuse_a_finished_run_of_the_other_fitness(tmp_path):
+    """A run scored by the supernet (its signature carries the supernet's tag) is not a QAT-scored run."""
+    from dataclasses import replace
+
+    from bitswarm.commands.compare import finished_run
+
+    spec = SearchSpec(algo="random", constraints=(Constraint("avg_bits", 3),), seed=0, budget=5, final_recipe=None)
+    sig = {"algo": "random", "seed": 0, "budget": 5, "eval_recipe": spec.eval_recipe.key(), "eval_seed": None,
+           "constraints": [c.describe() for c in spec.constraints], "val_samples": spec.val_samples,
+           "target_fps": None, "fitness": "oneshot:0123456789abcdef:01234567"}
+    (tmp_path / "result.json").write_text(json.dumps({"signature": sig, "feasible": True}))
+    assert finished_run(tmp_path, spec) is None  # spec.fitness == "qat"
+    assert finished_run(tmp_path, replace(spec, fitness="oneshot")) is not None

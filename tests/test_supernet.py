@@ -185,6 +185,11 @@ def test_cli_supernet_then_oneshot_search_and_score_without_training_per_candida
     r = json.loads((tmp_path / "r" / "result.json").read_text())
     assert r["signature"]["fitness"].startswith("oneshot:") and r["best"]["violation"] == 0
     assert 0 < r["final"]["test_acc"] <= 1
+    assert main(["compare", *data, "--algos", "random", "--seeds", "1", "--budget", "3", "--max-avg-bits", "4",
+                 "--val-samples", "500", "--out", str(tmp_path / "c")]) == 0
+    assert "--fitness oneshot (the trained supernet" in capsys.readouterr().out
+    sig = json.loads((tmp_path / "c" / "random-s0" / "result.json").read_text())["signature"]
+    assert sig["fitness"].startswith("oneshot:")
     assert main(["score", *data, "--bits", "w2a2", "w8a8", "--val-samples", "500"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "one-shot val" in ln]
     assert [ln.split(":")[0] for ln in lines] == ["w2a2", "w8a8"] and all("avg_bits=" in ln for ln in lines)

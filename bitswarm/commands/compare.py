@@ -10,6 +10,7 @@ from bitswarm.commands.core import add_common, count_or_all, epochs_or_skip, pos
 from bitswarm.commands.search import (
     add_constraint_args,
     add_executor_args,
+    add_fitness_arg,
     add_target_fps_arg,
     check_finn_cost,
     parse_constraints,
@@ -28,7 +29,8 @@ def finished_run(run_dir: Path, spec) -> dict | None:
     same = (sig.get("algo") == spec.algo and sig.get("seed") == spec.seed and sig.get("budget") == spec.budget
             and sig.get("eval_recipe") == spec.eval_recipe.key() and sig.get("eval_seed") == spec.eval_seed
             and sig.get("constraints") == [c.describe() for c in spec.constraints]
-            and sig.get("target_fps") == spec.target_fps and sig.get("val_samples") == spec.val_samples)
+            and sig.get("target_fps") == spec.target_fps and sig.get("val_samples") == spec.val_samples
+            and str(sig.get("fitness", "qat")).startswith("oneshot") == (spec.fitness == "oneshot"))
     final_ok = (spec.final_recipe is None or r.get("feasible") is False  # an infeasible run has no final fine-tune
                 or r.get("final", {}).get("recipe") == spec.final_recipe.key())
     return r if same and final_ok else None
@@ -46,6 +48,7 @@ def cmd_compare(args) -> int:
     from bitswarm.search.api import SEARCHERS, SearchSpec, check_constraints, check_feasible, search
     from bitswarm.search.bbpso import BBPSOSettings
     from bitswarm.search.journal import check_journal_file
+    from bitswarm.search.oneshot import resolve_fitness
     from bitswarm.search.problem import EVAL_RECIPE
     from bitswarm.search.stats import markdown, summarize
     from bitswarm.workflow import fp_recipe, qat_recipe, resolve_model_and_data, scaled, set_threads, train_float
@@ -68,6 +71,9 @@ def cmd_compare(args) -> int:
         for seed in range(args.seeds):
             check_journal_file(Path(args.out) / f"{algo}-s{seed}" / "journal.sqlite")
     fp = train_float(entry, data, 0, scaled(fp_recipe(entry.dataset, entry.name), args.fp_epochs), env)
+    fitness, line = resolve_fitness(args.fitness, entry, board, data, fp.model.state_dict(), env.cache_dir)
+    if args.fitness == "auto":
+        print(line)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, list[float]] = {a: [] for a in algos}
@@ -83,7 +89,8 @@ def cmd_compare(args) -> int:
                                                   max_train=args.eval_train_samples or None),
                               val_samples=args.val_samples or None, seed=seed, budget=args.budget,
                               workers=args.workers, ray_address=args.ray_address, final_recipe=final,
-                              eval_seed=args.eval_seed, fitness_memo=memo, target_fps=args.target_fps)
+                              eval_seed=args.eval_seed, fitness_memo=memo, target_fps=args.target_fps,
+                              fitness=fitness)
             r = finished_run(out / f"{algo}-s{seed}", spec) or search(entry, data, board, fp.model, spec,
                                                                        out / f"{algo}-s{seed}", env, progress=False)
             best = r["best"]
@@ -130,6 +137,7 @@ def register(sub) -> None:
     sp.add_argument("--budget", type=positive_int, default=None,
                     help="equal budget of trained evaluations per run (overrides --iters); candidates whose "
                          "cost already violates a constraint are not trained and cost no budget")
+    add_fitness_arg(sp)
     sp.add_argument("--eval-epochs", type=int, default=1)
     sp.add_argument("--eval-train-samples", type=count_or_all, default=2000,
                     help="training images per evaluation (0: every training image, as in `search`)")

@@ -67,6 +67,13 @@ def add_target_fps_arg(sp) -> None:
                          "what --max-latency-ms needs); e.g. 3000 as FINN's cnv-w1a1 on the PYNQ-Z2")
 
 
+def add_fitness_arg(sp) -> None:
+    sp.add_argument("--fitness", default="auto", choices=("auto", "oneshot", "qat"),
+                    help="how a candidate is scored: oneshot (inherited from the trained supernet, BatchNorm "
+                         "re-estimated, no training: `bitswarm supernet`), qat (a short fine-tune each, as the "
+                         "paper), auto (default: oneshot where a supernet for the model and board exists)")
+
+
 def add_executor_args(sp) -> None:
     sp.add_argument("--workers", type=int, default=None,
                     help="evaluate a round's configurations in N local processes (1 torch thread each); "
@@ -223,10 +230,7 @@ def register(sub) -> None:
     sp.add_argument("--no-init", action="store_true", help="ablation -IN: random initialisation")
     sp.add_argument("--no-screening", action="store_true", help="ablation -SCP: re-evaluate duplicates")
     sp.add_argument("--no-local-search", action="store_true", help="ablation -LSP")
-    sp.add_argument("--fitness", default="auto", choices=("auto", "oneshot", "qat"),
-                    help="how a candidate is scored: oneshot (inherited from the trained supernet, BatchNorm "
-                         "re-estimated, no training: `bitswarm supernet`), qat (a short fine-tune each, as the "
-                         "paper), auto (default: oneshot where a supernet for the model and board exists)")
+    add_fitness_arg(sp)
     sp.add_argument("--eval-epochs", type=int, default=2, help="QAT epochs per evaluation (paper: 2)")
     sp.add_argument("--eval-train-samples", type=count_or_all, default=EVAL_TRAIN_SAMPLES,
                     help=f"training images per evaluation (default {EVAL_TRAIN_SAMPLES}: ranks configurations as the "
