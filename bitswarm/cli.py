@@ -6,6 +6,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 
 from bitswarm import commands
 from bitswarm.errors import BitswarmError
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Brevitas announces an optional kernel package at import, once per process: noise in every command's log
+    warnings.filterwarnings("ignore", message="fast_hadamard_transform package not found")
     try:
         args = build_parser().parse_args(argv)
         return args.fn(args)

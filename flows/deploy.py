@@ -429,9 +429,12 @@ def _partial_dir(cfg: DeployConfig, board_dir: Path, key: str) -> Path:
     return own
 
 
+def _step_index(name: str) -> int:
+    return [s.name for s in STEPS].index(name)
+
+
 def _runs(stop_after: str | None, step: str) -> bool:
-    names = [s.name for s in STEPS]
-    return stop_after is None or names.index(stop_after) >= names.index(step)
+    return stop_after is None or _step_index(stop_after) >= _step_index(step)
 
 
 def _drop_if_empty(partial: Path) -> bool:
@@ -472,12 +475,12 @@ def deploy(cfg: DeployConfig, *, on_step=None, start_at: str | None = None, stop
     lock = hold_lock(partial / "flow" / ".lock", "run-id", f"another deploy of this run is running in {partial}",
                      "wait for it to finish, or use another --run-id")
     try:
-        return _deploy_locked(cfg, partial, key, board_dir, on_step, start_at, stop_after)
+        return _deploy_locked(cfg, partial, board_dir, on_step, start_at, stop_after)
     finally:
         lock.close()
 
 
-def _deploy_locked(cfg: DeployConfig, partial: Path, key: str, board_dir: Path, on_step, start_at: str | None,
+def _deploy_locked(cfg: DeployConfig, partial: Path, board_dir: Path, on_step, start_at: str | None,
                    stop_after: str | None) -> Path:
     from bitswarm.errors import ConfigError
 
@@ -488,7 +491,7 @@ def _deploy_locked(cfg: DeployConfig, partial: Path, key: str, board_dir: Path, 
     resumable = first is not None and (partial / "flow" / "flow_state.json").exists()
     if start_at and not resumable and start_at != STEPS[0].name:  # a later step needs the earlier steps' state
         _drop_if_empty(partial)
-        earlier = [s.name for s in STEPS[:[s.name for s in STEPS].index(start_at)]]
+        earlier = [s.name for s in STEPS[:_step_index(start_at)]]
         raise ConfigError("--start-at", "start-at", f"step '{start_at}' needs the state of {', '.join(earlier)}, "
                           f"which have not run for run id '{cfg.run_id}' with these settings",
                           "omit --start-at for a new run, or resume an unfinished run with its own command and "

@@ -123,8 +123,17 @@ def open_oneshot(entry: ZooEntry, board: Board, data: Dataset, fp_state: dict, c
     epochs = trained_epochs(ckpt)
     if not epochs:
         return None
-    net = load_trained(spec.build(), ckpt)
-    return OneShot(net, calibration_images(data.train, calib_images, CALIB_SEED), ckpt, epochs)
+    weights = ckpt / ("final.pt" if (ckpt / "final.pt").exists() else "state.pt")
+    key = (str(ckpt), weights.stat().st_mtime_ns, data.fingerprint, calib_images)
+    if key not in _OPENED:  # a run asks several times (fitness choice, search, final QAT): loaded and hashed once
+        net = load_trained(spec.build(), ckpt)
+        _OPENED.clear()  # one supernet (tens of MB) kept at a time
+        _OPENED[key] = OneShot(net, calibration_images(data.train, calib_images, CALIB_SEED), ckpt, epochs)
+    return _OPENED[key]
+
+
+#: the supernet last opened in this process, by checkpoint file (and its modification time), data and calibration
+_OPENED: dict[tuple, OneShot] = {}
 
 
 def how_to_train(entry: ZooEntry, board: Board) -> str:
