@@ -14,7 +14,14 @@ import torch
 
 from bitswarm.boards import Board
 from bitswarm.env import Environment
-from bitswarm.models.supernet import SupernetRun, calibration_images, load_trained, score, train_supernet
+from bitswarm.models.supernet import (
+    SupernetRun,
+    calibration_images,
+    load_trained,
+    score,
+    train_supernet,
+    trained_epochs,
+)
 from bitswarm.search.oneshot import (
     CALIB_IMAGES,
     CALIB_SEED,
@@ -73,8 +80,7 @@ def run_supernet(cfg: SupernetConfig, env: Environment) -> SupernetResult:
     val = data.val.subset(cfg.val_samples or None)
     accs = {name: score(net, bits, calib, val) for name, bits in (("largest", plan.largest),
                                                                     ("smallest", plan.smallest))}
-    done = sum(1 for _ in open(ckpt / "epochs.jsonl")) if (ckpt / "epochs.jsonl").exists() else 0
-    return SupernetResult(ckpt, done, spec.recipe.epochs, accs)
+    return SupernetResult(ckpt, trained_epochs(ckpt) or 0, spec.recipe.epochs, accs)
 
 
 @dataclass(frozen=True)
